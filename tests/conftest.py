@@ -1,0 +1,67 @@
+"""Test setup: Hypothesis profiles, the backend under test, and the gpu marker.
+
+The backend is chosen for the whole run by TINYAE_BACKEND (numpy or strict in CI); every test creates its
+tensors with tinyae.tensor(...) so that they land on it.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinyae
+from tinyae import backend
+
+settings.register_profile(
+    "ci", max_examples=20, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKEND = os.environ.get("TINYAE_BACKEND", "numpy")
+
+
+def _cupy_available() -> bool:
+    try:
+        backend.module("cupy")
+    except RuntimeError:
+        return False
+    return True
+
+
+def pytest_report_header(config):
+    return f"tinyae backend: {BACKEND}; hypothesis profile: {settings._current_profile}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cupy_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """Each test starts on the backend under test with float32 as the default dtype."""
+    tinyae.set_backend(BACKEND)
+    tinyae.set_default_dtype("float32")
+    yield
+    tinyae.set_backend(BACKEND)
+    tinyae.set_default_dtype("float32")
+
+
+@pytest.fixture
+def xp():
+    """The array module of the backend under test."""
+    return backend.module(BACKEND)
+
+
+def to_numpy(value) -> np.ndarray:
+    """Any backend array or Tensor as a NumPy array (explicit host copy)."""
+    if isinstance(value, tinyae.Tensor):
+        return value.numpy()
+    return backend.to_backend(value, "numpy")

@@ -1,0 +1,101 @@
+"""Backend switching and the strict backend's CuPy-like refusals."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyae as ta
+from tinyae import backend
+from tinyae.testing.strict import StrictArray, namespace as strict_xp
+from tests.conftest import BACKEND, _cupy_available, to_numpy
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="numpy, cupy, strict"):
+        ta.set_backend("torch")
+
+
+@pytest.mark.skipif(_cupy_available(), reason="CuPy and a GPU are present")
+def test_cupy_without_cupy_says_what_to_install():
+    with pytest.raises(RuntimeError, match=r"tinyae\[gpu\]"):
+        ta.set_backend("cupy")
+    assert ta.get_backend() == BACKEND
+
+
+def test_environment_variable_selects_the_backend():
+    env = dict(os.environ, TINYAE_BACKEND="strict")
+    code = "import tinyae; print(tinyae.get_backend(), type(tinyae.tensor([1.0]).data).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["strict", "StrictArray"]
+
+
+def test_set_backend_changes_where_new_tensors_live():
+    ta.set_backend("strict")
+    assert ta.get_backend() == "strict" and ta.tensor([1.0]).backend == "strict"
+    ta.set_backend("numpy")
+    assert type(ta.tensor([1.0]).data) is np.ndarray
+
+
+def test_strict_refuses_implicit_conversion_to_numpy():
+    a = strict_xp.asarray(np.arange(3.0))
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError):
+        np.exp(a)
+    with pytest.raises(TypeError, match="size-1"):
+        float(a)
+    assert float(a[1]) == 1.0 and a.sum().item() == 3.0
+    assert np.array_equal(a.get(), np.arange(3.0))
+
+
+def test_strict_refuses_mixing_with_numpy_arrays():
+    a = strict_xp.asarray(np.arange(3.0))
+    host = np.ones(3)
+    for mix in (lambda: a + host, lambda: host + a, lambda: a * host, lambda: strict_xp.maximum(a, host),
+                lambda: strict_xp.where(a > 0, a, host), lambda: a.__setitem__(slice(None), host)):
+        with pytest.raises(TypeError):
+            mix()
+    assert to_numpy(a + 1.0).tolist() == [1.0, 2.0, 3.0]
+    assert to_numpy(a * np.float32(2)).tolist() == [0.0, 2.0, 4.0]
+
+
+def test_strict_returns_arrays_not_numpy_scalars():
+    a = strict_xp.asarray(np.arange(4.0).reshape(2, 2))
+    for result in (a.sum(), a.max(), strict_xp.exp(a[0, 0]), a[1, 1], a.mean()):
+        assert type(result) is StrictArray and result.shape == ()
+
+
+def test_strict_namespace_has_only_the_cupy_like_api():
+    with pytest.raises(AttributeError):
+        strict_xp.nanpercentile  # noqa: B018 - NumPy has it, CuPy-like code must not rely on it
+    with pytest.raises(AttributeError, match="not part of the CuPy-like API"):
+        strict_xp.asarray(np.ones(2)).tofile  # noqa: B018
+
+
+def test_to_backend_round_trip():
+    host = np.arange(6.0).reshape(2, 3)
+    strict = backend.to_backend(host, "strict")
+    assert backend.backend_of(strict) == "strict"
+    assert np.array_equal(backend.to_backend(strict, "numpy"), host)
+    assert backend.to_backend(host, "numpy") is host
+
+
+def test_scatter_add_accumulates_repeated_indices(xp):
+    target = xp.zeros(4)
+    backend.scatter_add(target, xp.asarray(np.array([1, 1, 3])), xp.asarray(np.array([1.0, 2.0, 5.0])))
+    assert to_numpy(target).tolist() == [0.0, 3.0, 0.0, 5.0]
+
+
+@pytest.mark.gpu
+def test_cupy_gradients_match_numpy():
+    values = np.random.default_rng(0).standard_normal((4, 3))
+    grads = {}
+    for name in ("numpy", "cupy"):
+        ta.set_backend(name)
+        x = ta.tensor(values, requires_grad=True)
+        ta.logsumexp((x @ x.T).sigmoid(), axis=1).sum().backward()
+        grads[name] = to_numpy(x.grad)
+    np.testing.assert_allclose(grads["cupy"], grads["numpy"], rtol=1e-10)

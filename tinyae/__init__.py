@@ -1,0 +1,37 @@
+"""tinyae: a from-scratch tensor-and-autograd engine on NumPy/CuPy for learning and training autoencoders."""
+
+from . import functional
+from .autograd import is_grad_enabled, no_grad
+from .backend import get_backend, get_default_dtype, set_backend, set_default_dtype
+from .functions import (
+    abs,
+    broadcast_to,
+    clip,
+    concatenate,
+    exp,
+    log,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    minimum,
+    reshape,
+    split,
+    sqrt,
+    stack,
+    sum,
+    transpose,
+    where,
+)
+from .tensor import Tensor, tensor
+from .testing.gradcheck import GradcheckError, gradcheck
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradcheckError", "Tensor", "abs", "broadcast_to", "clip", "concatenate", "exp", "functional",
+    "get_backend", "get_default_dtype", "gradcheck", "is_grad_enabled", "log", "logsumexp", "matmul",
+    "max", "maximum", "mean", "minimum", "no_grad", "reshape", "set_backend", "set_default_dtype", "split",
+    "sqrt", "stack", "sum", "tensor", "transpose", "where",
+]

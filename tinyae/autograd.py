@@ -1,0 +1,214 @@
+"""The reverse-mode engine: how ops are recorded and how gradients flow back.
+
+Every differentiable op is a ``Function`` subclass with two methods side by side:
+
+* ``forward(*arrays, **options)`` computes the output from raw backend arrays (and Python scalars), and
+  saves on ``self`` what the backward will need;
+* ``backward(grad_out)`` receives ∂L/∂output and returns ∂L/∂input for each positional input (``None``
+  where an input needs no gradient; ``self.needs_input_grad`` says which do).
+
+``Function.apply`` runs the forward and, when some input requires a gradient and grad mode is on,
+records the function as the creator (``_fn``) of the output. The recorded functions form a directed
+acyclic graph from the output back to the leaves.
+
+``backward(root)`` applies the chain rule on that graph. For a node y = f(x₁, …, xₖ) consumed by several
+later nodes, ∂L/∂y is the *sum* of what each consumer sends back, so every consumer of y must have run its
+backward before y's own backward runs: that is exactly a reverse topological order. The order is found
+with an explicit stack (no recursion, so a chain of 100,000 ops is fine).
+
+Memory: after a node's backward has run, its saved arrays and its links to its inputs are dropped, so
+intermediate results are freed as soon as backward is past them. A second ``backward`` through the same
+graph therefore raises a RuntimeError, unless the first one was called with ``retain_graph=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import backend
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+_grad_enabled = True
+
+_SCALARS = (int, float, bool, np.generic)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Disable graph recording, as a context manager (``with no_grad():``) or a decorator."""
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = False
+
+    def __exit__(self, *exc_info) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad``."""
+    return _grad_enabled
+
+
+class Function:
+    """Base class of every differentiable op; see the module docstring."""
+
+    needs_input_grad: tuple[bool, ...]
+    inputs: tuple | None
+
+    def forward(self, *arrays, **options):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **options) -> Tensor:
+        """Run ``forward`` on the inputs' arrays and record the op when a gradient is needed.
+
+        Positional inputs are Tensors, backend arrays or Python/NumPy scalars; keyword options are
+        passed to ``forward`` unchanged. Arrays of two different backends raise a TypeError.
+        """
+        from .tensor import Tensor
+
+        arrays = []
+        needs_grad = []
+        array_type = None
+        for value in inputs:
+            if isinstance(value, Tensor):
+                array = value.data
+                needs_grad.append(value.requires_grad)
+            else:
+                array = value
+                needs_grad.append(False)
+            arrays.append(array)
+            if not isinstance(array, _SCALARS):
+                if array_type is None:
+                    array_type, first = type(array), array
+                elif type(array) is not array_type:
+                    _raise_mixed_backends(cls, first, array)
+        record = _grad_enabled and any(needs_grad)
+        function = cls()
+        function.needs_input_grad = tuple(needs_grad) if record else (False,) * len(inputs)
+        out = function.forward(*arrays, **options)
+        if isinstance(out, np.generic):  # NumPy returns scalars from 0-d ufuncs and full reductions
+            out = np.asarray(out)
+        if record:
+            function.inputs = inputs
+            return Tensor._make(out, True, function)
+        return Tensor._make(out, False, None)
+
+    def release(self) -> None:
+        """Drop saved arrays and input links once backward is past this node."""
+        self.__dict__.clear()
+        self.inputs = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+Function.inputs = None
+
+
+def _raise_mixed_backends(op: type, first, second) -> None:
+    names = []
+    for array in (first, second):
+        try:
+            names.append(backend.backend_of(array))
+        except TypeError:
+            names.append(type(array).__name__)
+    raise TypeError(
+        f"{op.__name__}: operands live on different backends ({names[0]} and {names[1]}); "
+        f"move them to one backend first with Tensor.to(...)"
+    )
+
+
+def topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors that need a gradient, ordered so each comes before every tensor it was computed from.
+
+    Iterative depth-first search: a tensor is appended after all tensors it depends on (post-order);
+    reversing that list puts the root first and the leaves last.
+    """
+    from .tensor import Tensor
+
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        function = tensor._fn
+        if function is None:
+            continue
+        if function.inputs is None:
+            raise RuntimeError(
+                "backward through a graph a second time: its intermediate results were freed after the "
+                "first backward. Call backward(retain_graph=True) the first time, or run the forward again."
+            )
+        for value in function.inputs:
+            if isinstance(value, Tensor) and value.requires_grad and id(value) not in visited:
+                stack.append((value, False))
+    order.reverse()
+    return order
+
+
+def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
+    """Accumulate ∂root/∂leaf · grad_out into ``.grad`` of every leaf that requires a gradient.
+
+    Gradients of intermediate tensors live in a local dict and are summed there (out of place) when a
+    tensor feeds several consumers; only leaves and tensors that called ``retain_grad()`` keep theirs.
+    """
+    from .tensor import Tensor
+
+    order = topological_order(root)
+    grads = {id(root): grad_out}
+    stored: set[int] = set()  # memory owners of the arrays handed out as .grad in this call
+    for position in range(len(order)):
+        tensor = order[position]
+        order[position] = None  # let intermediates go as soon as we are past them
+        grad = grads.pop(id(tensor), None)
+        if grad is None:
+            continue
+        function = tensor._fn
+        if function is None or tensor._retains_grad:
+            _store_grad(tensor, grad, stored)
+        if function is None:
+            continue
+        input_grads = function.backward(grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for value, input_grad in zip(function.inputs, input_grads):
+            if input_grad is None or not isinstance(value, Tensor) or not value.requires_grad:
+                continue
+            if isinstance(input_grad, np.generic):
+                input_grad = np.asarray(input_grad)
+            previous = grads.get(id(value))
+            grads[id(value)] = input_grad if previous is None else previous + input_grad
+        if not retain_graph:
+            function.release()
+
+
+def _store_grad(tensor: Tensor, grad, stored: set[int]) -> None:
+    """``tensor.grad += grad``, making sure no two ``.grad`` arrays share memory."""
+    if tensor.grad is not None:
+        tensor.grad = tensor.grad + grad
+        return
+    owner = backend.memory_owner(grad)
+    if owner in stored:
+        grad = grad.copy()
+        owner = backend.memory_owner(grad)
+    stored.add(owner)
+    tensor.grad = grad

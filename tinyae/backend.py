@@ -1,0 +1,167 @@
+"""Array backends: ``numpy`` (CPU), ``cupy`` (GPU) and ``strict`` (CPU, with CuPy's restrictions).
+
+Every op finds its array module from its operands (``array_module``), so one code path serves all
+three. This is the only module that imports CuPy. The *active* backend (``set_backend``, or the
+environment variable ``TINYAE_BACKEND``) only decides where new tensors are created from Python data or
+NumPy arrays; an existing array stays on its backend until moved with ``Tensor.to``.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+from .testing import strict
+
+BACKENDS = ("numpy", "cupy", "strict")
+
+_active = "numpy"
+_default_dtype = np.dtype(np.float32)
+_cupy: ModuleType | None = None
+
+
+def _load_cupy() -> ModuleType:
+    """Import CuPy and check that a GPU is visible; one clear error otherwise."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    hint = (
+        "the 'cupy' backend needs CuPy and a CUDA GPU: install tinyae with `pip install tinyae[gpu]` "
+        "(CUDA 12) or `pip install tinyae[gpu-cuda13]` (CUDA 13), on a machine with an NVIDIA GPU"
+    )
+    try:
+        import cupy
+    except ImportError as error:
+        raise RuntimeError(f"{hint} (CuPy is not installed: {error})") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDA driver missing or broken: CuPy raises its own runtime errors
+        raise RuntimeError(f"{hint} (no usable GPU: {error})") from None
+    if count == 0:
+        raise RuntimeError(f"{hint} (no GPU found)")
+    _cupy = cupy
+    return cupy
+
+
+def set_backend(name: str) -> None:
+    """Choose where new tensors are created: ``"numpy"``, ``"cupy"`` or ``"strict"``."""
+    global _active
+    _active = _check_name(name)
+
+
+def get_backend() -> str:
+    """The name of the active backend."""
+    return _active
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if name == "cupy":
+        _load_cupy()
+    return name
+
+
+def module(name: str) -> ModuleType:
+    """The array module (``xp``) of a backend by name."""
+    if name == "numpy":
+        return np
+    if name == "strict":
+        return strict.namespace
+    return _load_cupy()
+
+
+def array_module(array: object):
+    """The ``xp`` of an array: ``numpy``, ``cupy`` or the strict namespace."""
+    kind = type(array)
+    if kind is np.ndarray:
+        return np
+    if kind is strict.StrictArray:
+        return strict.namespace
+    if _cupy is not None and kind is _cupy.ndarray:
+        return _cupy
+    if isinstance(array, np.generic):
+        return np
+    raise TypeError(f"expected a NumPy, CuPy or strict array, got {kind.__name__}")
+
+
+def xp_of(*values):
+    """The ``xp`` of the first array among ``values`` (Python scalars are skipped); NumPy if none."""
+    for value in values:
+        if not isinstance(value, (int, float, bool, np.generic)):
+            return array_module(value)
+    return np
+
+
+def backend_of(array: object) -> str:
+    """The backend name of an array."""
+    xp = array_module(array)
+    return "numpy" if xp is np else "strict" if xp is strict.namespace else "cupy"
+
+
+def is_array(value: object) -> bool:
+    """True for arrays of any backend (not for Python or NumPy scalars)."""
+    kind = type(value)
+    return (
+        kind is np.ndarray
+        or kind is strict.StrictArray
+        or (_cupy is not None and kind is _cupy.ndarray)
+    )
+
+
+def to_backend(array, name: str):
+    """A copy of ``array`` on backend ``name`` (the same object when it is already there)."""
+    source = backend_of(array)
+    if source == name:
+        return array
+    host = array if source == "numpy" else array.get()
+    if name == "numpy":
+        return host
+    return module(name).asarray(host)
+
+
+def scatter_add(target, index, values) -> None:
+    """Unbuffered ``target[index] += values``: repeated indices all add (``numpy.add.at``)."""
+    kind = type(target)
+    if kind is np.ndarray:
+        np.add.at(target, index, values)
+    elif kind is strict.StrictArray:
+        strict.scatter_add(target, index, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+
+
+def memory_owner(array) -> int:
+    """An id shared by an array and all its views (used to keep ``.grad`` arrays from aliasing)."""
+    if type(array) is strict.StrictArray:
+        array = array._array
+    if _cupy is not None and type(array) is _cupy.ndarray:
+        return id(array.data.mem)
+    base = array.base
+    return id(array if base is None else base)
+
+
+# Default dtype ---------------------------------------------------------------------------------------
+
+def set_default_dtype(dtype) -> None:
+    """Set the float dtype for tensors made from Python numbers, lists and integer arrays."""
+    global _default_dtype
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"set_default_dtype: {dtype!r} is not a dtype; expected 'float32' or 'float64'") from None
+    if resolved.kind != "f":
+        raise ValueError(f"set_default_dtype: expected a floating dtype such as 'float32', got {resolved}")
+    _default_dtype = resolved
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype that new float tensors get unless told otherwise (float32 to start with)."""
+    return _default_dtype
+
+
+set_backend(os.environ.get("TINYAE_BACKEND", "numpy"))

@@ -1,0 +1,1 @@
+"""Test helpers: the strict fake-GPU backend, gradient checking and Hypothesis strategies."""
