@@ -3,6 +3,7 @@
 from . import functional
 from .autograd import is_grad_enabled, no_grad
 from .backend import get_backend, get_default_dtype, set_backend, set_default_dtype
+from .random import manual_seed
 from .functions import (
     abs,
     broadcast_to,
@@ -32,6 +33,6 @@ __version__ = "0.1.0"
 __all__ = [
     "GradcheckError", "Tensor", "abs", "broadcast_to", "clip", "concatenate", "exp", "functional",
     "get_backend", "get_default_dtype", "gradcheck", "is_grad_enabled", "log", "logsumexp", "matmul",
-    "max", "maximum", "mean", "minimum", "no_grad", "reshape", "set_backend", "set_default_dtype", "split",
+    "manual_seed", "max", "maximum", "mean", "minimum", "no_grad", "reshape", "set_backend", "set_default_dtype", "split",
     "sqrt", "stack", "sum", "tensor", "transpose", "where",
 ]

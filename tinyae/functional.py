@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .ops.activation import LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .ops.linear import Linear
 from .tensor import Tensor
 
 
@@ -28,3 +29,8 @@ def tanh(x: Tensor) -> Tensor:
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """(1/β)·log(1 + e^(βx)), linear above ``threshold`` (PyTorch's definition), overflow-free."""
     return Softplus.apply(x, beta=beta, threshold=threshold)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x·Wᵀ + b with W (out, in): one fused op (see ``tinyae.ops.linear``)."""
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
