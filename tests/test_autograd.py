@@ -196,3 +196,9 @@ def test_gradient_dtype_matches_input_dtype():
     (ta.logsumexp(y.sigmoid(), axis=0).mean() * 2.5).backward()
     assert y.dtype == np.float32
     assert x.grad.dtype == np.float32
+
+
+def test_explicit_grad_is_cast_to_the_tensor_dtype(xp):
+    x = leaf(np.ones(3), dtype="float32")
+    (x * 2.0).backward(xp.asarray(np.ones(3)))  # a float64 upstream gradient
+    assert x.grad.dtype == np.float32

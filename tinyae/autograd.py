@@ -88,7 +88,7 @@ class Function:
                 array = value
                 needs_grad.append(False)
             arrays.append(array)
-            if not isinstance(array, _SCALARS):
+            if array is not None and not isinstance(array, _SCALARS):  # None: an absent optional input
                 if array_type is None:
                     array_type, first = type(array), array
                 elif type(array) is not array_type:

@@ -1,10 +1,30 @@
-"""PyTorch-style functions (``tinyae.functional``, like ``torch.nn.functional``)."""
+"""PyTorch-style functions (``tinyae.functional``, like ``torch.nn.functional``).
+
+Activations and ``linear`` are defined here; convolution, losses and sampling live with their ops and are
+re-exported, so ``import tinyae.functional as F`` gives everything a model needs.
+"""
 
 from __future__ import annotations
 
 from .ops.activation import LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .ops.conv import conv2d, conv_transpose2d, upsample_nearest
 from .ops.linear import Linear
+from .ops.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    gaussian_kl,
+    kl_sparsity,
+    l1_penalty,
+    mse_loss,
+)
+from .ops.sampling import dropout, reparameterize
 from .tensor import Tensor
+
+__all__ = [
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "conv2d", "conv_transpose2d", "dropout",
+    "gaussian_kl", "kl_sparsity", "l1_penalty", "leaky_relu", "linear", "mse_loss", "relu", "reparameterize",
+    "sigmoid", "softplus", "tanh", "upsample_nearest",
+]
 
 
 def relu(x: Tensor) -> Tensor:

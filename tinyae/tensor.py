@@ -129,6 +129,8 @@ class Tensor:
                 raise TypeError(f"backward: grad is on backend {backend.backend_of(grad)}, tensor on {self.backend}")
             if tuple(grad.shape) != self.shape:
                 raise ValueError(f"backward: grad has shape {tuple(grad.shape)}, expected {self.shape}")
+            if grad.dtype != self.dtype:  # gradients keep the dtype of what they differentiate
+                grad = grad.astype(self.dtype)
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def retain_grad(self) -> Tensor:
