@@ -1,0 +1,90 @@
+"""The tinyae command: a quick training run, the figure commands, and its errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinyae.cli import main
+from tests.conftest import BACKEND
+
+QUICK = ["--limit", "256", "--test-limit", "100", "--batch-size", "64", "--hidden", "32", "--latent-dim", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if BACKEND == "strict":
+        pytest.skip("the command offers the numpy and cupy backends")
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_train_writes_a_complete_run_folder(tmp_path, capsys):
+    assert run("train", "--epochs", "2", *QUICK) == 0
+    folder = tmp_path / "runs" / "vae"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == "vae" and config["model_config"] == {"hidden": 32, "latent_dim": 4}
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (folder / "checkpoint.npz").is_file()
+    for name in ("reconstructions", "samples", "loss"):
+        assert (folder / "figures" / f"{name}.png").stat().st_size > 1000
+    output = capsys.readouterr().out
+    assert "epoch   2  train" in output and "figure:" in output
+    assert run("train", "--epochs", "1", *QUICK) == 0
+    assert (tmp_path / "runs" / "vae-2" / "config.json").is_file()  # a taken folder is never overwritten
+
+
+def test_figure_commands(tmp_path, capsys):
+    run("train", "--epochs", "1", "--out", "run", *QUICK)
+    capsys.readouterr()
+    for command in (["sample", "run", "-n", "16"], ["reconstruct", "run"], ["plot", "run"]):
+        assert run(*command) == 0
+        path = capsys.readouterr().out.strip().splitlines()[-1]
+        assert path.endswith(".png") and (tmp_path / path).stat().st_size > 1000
+
+
+def test_resume_continues_in_place_and_refuses_other_architectures(tmp_path, capsys):
+    run("train", "--epochs", "1", "--out", "run", *QUICK)
+    assert run("train", "--resume", "run", "--epochs", "2", "--quiet") == 0
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+    capsys.readouterr()
+    assert run("train", "--resume", "run", "--epochs", "3", "--latent-dim", "8") == 1
+    error = capsys.readouterr().err
+    assert "latent_dim" in error and "Traceback" not in error
+    assert run("train", "--resume", "run", "--epochs", "3", "--lr", "0.1") == 1
+    assert "--lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "missing"], "no run folder"),
+    (["reconstruct", "."], "not a tinyae run"),
+    (["train", "--model", "ae", "--beta", "4"], "--beta does not apply to --model ae"),
+])
+def test_bad_runs_and_options_give_one_line_errors(args, message, capsys):
+    assert run(*args) == 1
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_unknown_choices_list_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run("train", "--model", "gan")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "invalid choice: 'gan'" in error and "conv-vae" in error
+
+
+def test_sampling_needs_a_vae(capsys):
+    run("train", "--epochs", "1", "--out", "plain", "--model", "ae", *QUICK)
+    capsys.readouterr()
+    assert run("sample", "plain") == 1
+    assert "needs a VAE" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "tinyae", "--help"], capture_output=True, text=True, check=True)
+    assert "train" in result.stdout and "sample" in result.stdout

@@ -1,0 +1,123 @@
+"""The IDX file format of MNIST and Fashion-MNIST, gzipped or raw.
+
+An IDX file is a header and a payload. The header is a 4-byte magic number, then one big-endian uint32 per
+dimension; the payload is the array in C order, big-endian::
+
+    magic = 0x00 0x00 <type code> <number of dimensions>
+    0x00000801   labels: uint8, 1 dimension  (N,)
+    0x00000803   images: uint8, 3 dimensions (N, 28, 28)
+
+Files may be gzip-compressed; that is recognized by the gzip magic bytes (1f 8b), never by the file name.
+Anything wrong (not gzip though it looks like it, bad magic number, a payload shorter or longer than the
+dimensions say) raises ``DataError``, which names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX type code -> big-endian dtype.
+TYPE_CODES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class DataError(ValueError):
+    """A data file that is wrong (format, size or checksum); the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The content of ``path``, decompressed when it starts with the gzip magic bytes."""
+    return decompress(Path(path).read_bytes(), path)
+
+
+def decompress(data: bytes, source: str | Path) -> bytes:
+    """``data`` gunzipped if it is gzip (by its magic bytes), else as is; ``source`` names it in errors."""
+    if not data.startswith(GZIP_MAGIC):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut stream is an EOFError
+        raise DataError(source, f"corrupt gzip data ({error or type(error).__name__})") from None
+
+
+def describe_magic(type_code: int, ndim: int) -> str:
+    dtype = TYPE_CODES.get(type_code)
+    kind = dtype.name if dtype is not None else "unknown type"
+    return f"0x{(type_code << 8) | ndim:08x} ({kind}, {ndim} dimension{'s' if ndim != 1 else ''})"
+
+
+def parse_idx(
+    data: bytes, source: str | Path, ndim: int | None = None, type_code: int | None = None
+) -> np.ndarray:
+    """The array stored in the uncompressed IDX bytes ``data``.
+
+    ``ndim`` and ``type_code`` (e.g. 3 and 0x08 for MNIST images) pin the expected magic number; without
+    them any valid IDX header is accepted. The result is a read-only view of ``data`` in native byte order
+    for uint8 (a converted copy for wider types). ``source`` names the file in errors.
+    """
+    if len(data) < 4:
+        raise DataError(source, f"truncated: {len(data)} bytes, too short for the 4-byte IDX magic number")
+    zero, found_code, found_ndim = struct.unpack(">HBB", data[:4])
+    magic = int.from_bytes(data[:4], "big")
+    if ndim is not None or type_code is not None:
+        want_code = 0x08 if type_code is None else type_code
+        want_ndim = found_ndim if ndim is None else ndim
+        if (zero, found_code, found_ndim) != (0, want_code, want_ndim):
+            raise DataError(
+                source,
+                f"wrong magic number 0x{magic:08x}, expected {describe_magic(want_code, want_ndim)}"
+                + (" (the file is gzip data inside gzip?)" if data.startswith(GZIP_MAGIC) else ""),
+            )
+    elif zero != 0 or found_code not in TYPE_CODES or found_ndim == 0:
+        raise DataError(source, f"not an IDX file: magic number 0x{magic:08x} (expected 0x0000TTDD)")
+    dtype = TYPE_CODES[found_code]
+
+    header = 4 + 4 * found_ndim
+    if len(data) < header:
+        raise DataError(
+            source,
+            f"truncated header: expected {header} bytes for {found_ndim} dimensions, found {len(data)}",
+        )
+    shape = struct.unpack(f">{found_ndim}I", data[4:header])
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(data) - header
+    dims = "x".join(map(str, shape))
+    if found < expected:
+        raise DataError(
+            source, f"truncated: dimensions {dims} need {expected} bytes after the header, found {found}"
+        )
+    if found > expected:
+        raise DataError(
+            source,
+            f"too long: dimensions {dims} need {expected} bytes after the header, found {found} "
+            f"({found - expected} extra)",
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    if dtype.byteorder == ">":
+        array = array.astype(dtype.newbyteorder("="))
+        array.flags.writeable = False
+    return array
+
+
+def read_idx(path: str | Path, ndim: int | None = None, type_code: int | None = None) -> np.ndarray:
+    """Read an IDX file (gzipped or raw) into a read-only NumPy array; see ``parse_idx`` for the checks."""
+    return parse_idx(read_bytes(path), path, ndim=ndim, type_code=type_code)

@@ -1,0 +1,220 @@
+"""Finding, verifying and loading MNIST and Fashion-MNIST.
+
+Where the files are looked for, in order (the first place that has a file wins; each place may hold
+``train-images-idx3-ubyte`` or ``train-images-idx3-ubyte.gz``, and so on):
+
+1. ``data_dir`` (the command line's ``--data-dir``), then ``data_dir/<dataset>``;
+2. ``$TINYAE_DATA``, then ``$TINYAE_DATA/<dataset>``;
+3. the copy bundled with the repository, ``<repo>/data/<dataset>`` (MNIST only; found next to the
+   ``tinyae`` package, i.e. ``Path(tinyae.__file__).parents[1] / "data"``, which is the repository root
+   for the editable install a clone makes);
+4. the user cache, ``$XDG_CACHE_HOME/tinyae/<dataset>`` or ``~/.cache/tinyae/<dataset>``.
+
+If none has an MNIST file, it is downloaded from the public mirrors (``MIRRORS``) into the cache,
+verified before it is written, and written atomically (a temporary file, then ``os.replace``). Without a
+network, ``DataNotFoundError`` lists every place looked and every mirror tried.
+
+Every file is verified before use: its IDX structure (``idx.parse_idx``) and the MD5 of its uncompressed
+bytes, so a gzipped and a raw copy of the same file both pass and nothing trains on bad data. A file that
+is found but wrong raises ``DataError``: it is never skipped in favour of the next place.
+
+Fashion-MNIST checksums: the Fashion-MNIST project (github.com/zalandoresearch/fashion-mnist, README)
+publishes MD5s of its *gzipped* files only (train-images 8d4fb7e6c68d591d4c3dfef9ec88bf0d, ...). Those
+depend on the compressor, and Debian's ``dataset-fashion-mnist`` package (which installs the four files in
+``/usr/share/datasets/fashion-mnist``) ships recompressed copies whose gzip MD5s differ. The MD5s below are
+of the *uncompressed* files, computed from that package, and they equal the uncompressed MD5s that other
+public projects record for the official files (listed beside the official gzip MD5s in their loaders). So
+Fashion-MNIST is verified by checksum, as MNIST is, and not by structure only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import urllib.request
+from http.client import HTTPException
+from pathlib import Path
+
+import numpy as np
+
+from . import idx
+from .idx import DataError
+
+DATASETS = ("mnist", "fashion-mnist")
+SPLITS = {"train": "train", "test": "t10k"}
+
+# MD5 of the uncompressed IDX files.
+CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+
+# Base URLs tried in order; a file is fetched as base + name + ".gz". Fashion-MNIST is never downloaded.
+MIRRORS: dict[str, tuple[str, ...]] = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": (),
+}
+DOWNLOAD_TIMEOUT_S = 60
+
+# <repo>/data, the parent of the bundled <dataset> folders: the folder next to the tinyae package.
+BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data"
+
+_NOT_BUNDLED_HINT = {
+    "fashion-mnist": (
+        "Fashion-MNIST is neither bundled nor downloaded: get its four files from "
+        "https://github.com/zalandoresearch/fashion-mnist (data/fashion), or install Debian's "
+        "dataset-fashion-mnist package (it puts them in /usr/share/datasets/fashion-mnist), "
+        "then pass that folder as --data-dir (data_dir=...)."
+    ),
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No place holds a data file and it could not be downloaded; the message lists every place tried."""
+
+
+def cache_dir(dataset: str = "mnist") -> Path:
+    """The per-user cache folder of ``dataset``: ``$XDG_CACHE_HOME/tinyae/<dataset>`` or ``~/.cache/...``."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "tinyae" / dataset
+
+
+def search_path(dataset: str = "mnist", data_dir: str | Path | None = None) -> list[tuple[str, Path | None]]:
+    """The places looked in, in order, as (description, folder); folder is None where a setting is unset."""
+    places: list[tuple[str, Path | None]] = []
+    for label, root in (("data_dir (--data-dir)", data_dir), ("$TINYAE_DATA", os.environ.get("TINYAE_DATA"))):
+        if root is None or str(root) == "":
+            places.append((f"{label}: not set", None))
+        else:
+            root = Path(root).expanduser()
+            places += [(label, root), (label, root / dataset)]
+    places.append(("bundled copy", BUNDLED_ROOT / dataset))
+    places.append(("user cache", cache_dir(dataset)))
+    return places
+
+
+def find_file(name: str, dataset: str = "mnist", data_dir: str | Path | None = None) -> Path | None:
+    """The first existing ``name`` or ``name.gz`` along ``search_path``; None if there is none."""
+    for _, folder in search_path(dataset, data_dir):
+        if folder is None:
+            continue
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def verify(raw: bytes, source: str | Path, name: str, dataset: str) -> np.ndarray:
+    """Check the uncompressed bytes of file ``name`` of ``dataset``: IDX structure, then MD5."""
+    array = idx.parse_idx(raw, source, ndim=3 if "images" in name else 1, type_code=0x08)
+    expected = CHECKSUMS[dataset][name]
+    found = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    if found != expected:
+        raise DataError(
+            source,
+            f"checksum mismatch for {dataset} {name}: MD5 of the uncompressed bytes is {found}, expected "
+            f"{expected}. The file is corrupt or not this dataset's; delete or replace it.",
+        )
+    return array
+
+
+def _download(name: str, dataset: str, failures: list[str], unreachable: set[str]) -> Path | None:
+    """Fetch ``name`` into the cache from the first mirror that serves a verified copy; None if none does.
+
+    Failures are appended to ``failures``; a mirror that cannot be reached is added to ``unreachable`` and
+    not tried again for the next file (offline, each try could wait for the timeout).
+    """
+    target_dir = cache_dir(dataset)
+    for base in MIRRORS[dataset]:
+        if base in unreachable:
+            continue
+        url = f"{base}{name}.gz"
+        try:
+            print(f"tinyae: downloading {url}", file=sys.stderr)
+            try:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    payload = response.read()
+            except (OSError, HTTPException):
+                unreachable.add(base)
+                raise
+            verify(idx.decompress(payload, url), url, name, dataset)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / (f"{name}.gz" if payload.startswith(idx.GZIP_MAGIC) else name)
+            _write_atomically(target, payload)
+            return target
+        except (OSError, HTTPException, ValueError) as error:  # URLError: OSError; DataError: ValueError
+            failures.append(f"{url}: {error}")
+    return None
+
+
+def _write_atomically(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``target``, then rename it: no reader sees half a file."""
+    handle = tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, target)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _not_found(missing: list[str], dataset: str, data_dir, failures: list[str]) -> DataNotFoundError:
+    files = ", ".join(f"{name}[.gz]" for name in missing)
+    lines = [f"{dataset}: cannot find {files}. Looked in, in order:"]
+    for number, (label, folder) in enumerate(search_path(dataset, data_dir), 1):
+        lines.append(f"  {number}. {folder} ({label})" if folder is not None else f"  {number}. {label}")
+    if MIRRORS[dataset]:
+        lines.append("and the download failed from every mirror:")
+        lines += [f"  - {failure}" for failure in failures] or [f"  - {base}" for base in MIRRORS[dataset]]
+        lines.append("Offline? Copy the files (gzipped or not) into one of those folders, or use --data-dir.")
+    lines.append(_NOT_BUNDLED_HINT.get(dataset, ""))
+    return DataNotFoundError("\n".join(line for line in lines if line))
+
+
+def load_mnist(
+    split: str = "train", dataset: str = "mnist", data_dir: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The verified images and labels of one split of MNIST or Fashion-MNIST.
+
+    ``split``: ``"train"`` (60,000 images) or ``"test"`` (10,000). ``dataset``: ``"mnist"`` or
+    ``"fashion-mnist"``. ``data_dir``: a folder tried before every other place (see the module docstring).
+    Returns ``images`` (N, 28, 28) and ``labels`` (N,), both uint8 and read-only (copy them to modify).
+    Raises ``DataError`` for a file that is found but wrong, ``DataNotFoundError`` when a file is nowhere.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    names = [f"{SPLITS[split]}-images-idx3-ubyte", f"{SPLITS[split]}-labels-idx1-ubyte"]
+    paths = {name: find_file(name, dataset, data_dir) for name in names}
+    failures: list[str] = []
+    unreachable: set[str] = set()
+    for name in names:
+        if paths[name] is None:
+            paths[name] = _download(name, dataset, failures, unreachable)
+    missing = [name for name in names if paths[name] is None]
+    if missing:
+        raise _not_found(missing, dataset, data_dir, failures)
+
+    images, labels = (verify(idx.read_bytes(paths[name]), paths[name], name, dataset) for name in names)
+    return images, labels  # the checksums fix their shapes: (N, 28, 28) and (N,)
