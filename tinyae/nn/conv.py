@@ -59,7 +59,8 @@ class Conv2d(_ConvNd):
         height, width = x.shape[2] + 2 * self.padding[0], x.shape[3] + 2 * self.padding[1]
         if height < self.kernel_size[0] or width < self.kernel_size[1]:
             raise ValueError(
-                f"{self!r}: the padded input is {height}×{width}, smaller than the kernel {self.kernel_size}"
+                f"{self!r}: the padded input is {height}×{width}, smaller than the kernel {self.kernel_size}; "
+                f"got shape {x.shape}"
             )
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
