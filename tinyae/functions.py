@@ -6,6 +6,8 @@ methods. Names shadow Python builtins (``sum``, ``max``, ``abs``) on purpose, as
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import backend
 from .ops import elementwise as elementwise_ops
 from .ops import matmul as matmul_ops
@@ -47,9 +49,10 @@ def minimum(a, b) -> Tensor:
 
 def where(condition, a, b) -> Tensor:
     """``a`` where ``condition`` is true, else ``b`` (NumPy's ``where`` with three arguments)."""
-    like = next((v for v in (a, b, condition) if isinstance(v, Tensor)), None)
-    if like is None:
-        like = _tensor(a)
+    like = next((v for v in (a, b) if isinstance(v, Tensor)), None)
+    if like is None:  # two plain values: a becomes a tensor of the default dtype, on condition's backend
+        place = condition.backend if isinstance(condition, Tensor) else backend.get_backend()
+        like = a = Tensor(a).to(place)
     condition = condition.data if isinstance(condition, Tensor) else _operand(condition, like)
     return elementwise_ops.Where.apply(condition, _operand(a, like), _operand(b, like))
 
@@ -108,7 +111,7 @@ def split(x, indices_or_sections, axis: int = 0) -> list[Tensor]:
         raise ValueError(f"split: axis {axis} is out of bounds for a tensor of dimension {x.ndim}")
     axis %= x.ndim
     length = x.shape[axis]
-    if isinstance(indices_or_sections, int):
+    if isinstance(indices_or_sections, (int, np.integer)):
         sections = indices_or_sections
         if sections <= 0 or length % sections:
             raise ValueError(f"split: {sections} sections do not divide axis {axis} of length {length} equally")

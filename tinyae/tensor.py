@@ -264,8 +264,11 @@ class Tensor:
         return elementwise_ops.Abs.apply(self)
 
     def clip(self, min=None, max=None):
-        """NumPy's ``clip``: values below ``min`` become ``min``, above ``max`` become ``max``."""
-        return elementwise_ops.Clip.apply(self, low=min, high=max)
+        """NumPy's ``clip``: values below ``min`` become ``min``, above ``max`` become ``max``.
+
+        The bounds are constants (numbers, or tensors/arrays used without gradient)."""
+        low, high = (bound.data if isinstance(bound, Tensor) else bound for bound in (min, max))
+        return elementwise_ops.Clip.apply(self, low=low, high=high)
 
     def relu(self):
         return activation_ops.ReLU.apply(self)
@@ -304,7 +307,8 @@ class Tensor:
         return shape_ops.Transpose.apply(self, axes=None)
 
     def flatten(self):
-        """A 1-D copy of the elements in row-major order (NumPy's ``flatten``)."""
+        """The elements in row-major order as a 1-D tensor (a view when the layout allows, unlike NumPy's
+        ``flatten``, which always copies; tensors are never modified in place by ops, so it makes no difference)."""
         return shape_op_reshape(self, (-1,))
 
     def broadcast_to(self, shape_):
@@ -366,6 +370,8 @@ def _index_on_backend(index, data):
         return backend.array_module(data).asarray(np.asarray(index))
     if isinstance(index, list):
         return np.asarray(index)
+    if isinstance(index, np.ndarray):
+        return index.copy()  # the graph keeps the index: later changes by the caller must not reach it
     if backend.is_array(index) and type(index) is not type(data):
         autograd._raise_mixed_backends(GetItemIndex, data, index)
     return index

@@ -98,7 +98,8 @@ class VariationalMixin:
     """The VAE's loss and sampling, shared by the MLP and conv VAEs.
 
     q_θ(z|x) = N(μ(x), diag σ²(x)) with (μ, log σ²) = f_θ(x);  z = μ + σ ⊙ ε, ε ~ N(0, I);
-    loss = −ELBO = E_q[−log p_φ(x|z)] + β·KL(q_θ(z|x) ‖ N(0, I)), one sample of z, per image.
+    loss = E_q[−log p_φ(x|z)] + β·KL(q_θ(z|x) ‖ N(0, I)), one sample of z, per image: the negative ELBO
+    when β = 1 (and the warm-up weight is 1); the metrics always report recon + KL, the −ELBO itself.
     ``kl_weight`` (set by the trainer during KL warm-up) multiplies β; it is 1 otherwise.
     """
 

@@ -120,7 +120,7 @@ class Div(Function):
 class Pow(Function):
     """y = a ** b.
 
-    ∂L/∂a = sum_to_shape(∂L/∂y ⊙ b ⊙ a^(b−1)),
+    ∂L/∂a = sum_to_shape(∂L/∂y ⊙ b ⊙ a^(b−1))  — taken as 0 where b = 0, as PyTorch,
     ∂L/∂b = sum_to_shape(∂L/∂y ⊙ y ⊙ ln a)  — taken as 0 where a = 0 and b ≥ 0 (the limit, as PyTorch),
     and NaN where a < 0, where the real power is not differentiable in b.
     """
@@ -139,8 +139,16 @@ class Pow(Function):
         need_a, need_b = self.needs_input_grad
         a, b = self.a, self.b
         grad_a = grad_b = None
-        if need_a:
-            grad_a = sum_to_shape(grad_out * (b * a ** (b - 1)), self.a_shape)
+        if need_a:  # b·a^(b−1), taken as 0 where b = 0 (a^0 is constant; avoids 0·0^(−1) = NaN)
+            xp = array_module(a)
+            if isinstance(b, (int, float)) and b == 0:
+                slope = xp.zeros_like(a)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):  # 0^(negative) is inf, as in PyTorch
+                    slope = b * a ** (b - 1)
+                if not isinstance(b, (int, float)):
+                    slope = xp.where(b == 0, slope.dtype.type(0), slope)
+            grad_a = sum_to_shape(grad_out * slope, self.a_shape)
         if need_b:
             if isinstance(a, (int, float)):  # a Python scalar base (2 ** x): math.log keeps b's dtype
                 log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)

@@ -6,6 +6,8 @@ the reduced axes: the mirror image of how broadcasting's backward is a sum.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
 from ..backend import array_module
 
@@ -99,10 +101,12 @@ class LogSumExp(Function):
         self.axes = normalize_axes(axis, x.ndim)
         shift = x.max(axis=self.axes, keepdims=True)
         shift = xp.where(xp.isfinite(shift), shift, x.dtype.type(0))  # all −inf: avoid inf − inf
-        self.exp_shifted = xp.exp(x - shift)
-        self.total = self.exp_shifted.sum(axis=self.axes, keepdims=True)
-        out = xp.log(self.total) + shift
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # ±inf inputs give ±inf, as PyTorch
+            self.exp_shifted = xp.exp(x - shift)
+            self.total = self.exp_shifted.sum(axis=self.axes, keepdims=True)
+            out = xp.log(self.total) + shift
         return out if keepdims else out.reshape(tuple(s for i, s in enumerate(x.shape) if i not in self.axes))
 
     def backward(self, grad_out):
-        return self.exp_shifted * (grad_out.reshape(self.total.shape) / self.total)
+        with np.errstate(divide="ignore", invalid="ignore"):  # all −inf (or +inf): NaN gradient, as PyTorch
+            return self.exp_shifted * (grad_out.reshape(self.total.shape) / self.total)

@@ -8,11 +8,11 @@ eps ε and weight decay λ, exactly as ``torch.optim.Adam`` / ``AdamW`` (single-
     g ← g + λ·θ                             if λ ≠ 0 and not decoupled (Adam: L2 penalty in the gradient)
     m ← m + (1 − β₁)·(g − m)                first moment  (= β₁·m + (1 − β₁)·g, computed as torch.lerp)
     v ← β₂·v + (1 − β₂)·g·g                 second moment
-    v̂ ← max(v̂, v)                           if amsgrad (then v̂ replaces v below)
+    v_max ← max(v_max, v)                   if amsgrad (then v_max replaces v below)
     θ ← θ − (γ / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 
 i.e. θ ← θ − γ·m̂ / (√v̂ + ε) with the bias-corrected m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ): ε is added *after*
-the square root and the bias correction, as in PyTorch. m, v (and v̂) start at zero; t counts the updates
+the square root and the bias correction, as in PyTorch. m, v (and v_max) start at zero; t counts the updates
 of that parameter (a Python int in the state).
 """
 
@@ -29,7 +29,7 @@ class Adam(Optimizer):
     maximize=False, decoupled_weight_decay=False)``, as ``torch.optim.Adam``.
 
     Per-parameter state: ``step`` (int), ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
-    ``max_exp_avg_sq`` (v̂). ``decoupled_weight_decay=True`` makes it AdamW.
+    ``max_exp_avg_sq`` (v_max). ``decoupled_weight_decay=True`` makes it AdamW.
     """
 
     def __init__(

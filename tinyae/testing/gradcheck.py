@@ -52,8 +52,8 @@ def gradcheck(
 ) -> bool:
     """Check ``fn``'s backward against central finite differences, in float64, element by element.
 
-    ``inputs`` are Tensors (or other arguments, passed through); float tensors are copied to float64 and
-    those with ``requires_grad`` are checked. ``fn`` returns a Tensor or a tuple of Tensors. An element
+    ``inputs`` are Tensors, backend arrays (both copied to float64 leaves; only tensors with
+    ``requires_grad`` are checked) or other arguments, passed through unchanged. ``fn`` returns a Tensor or a tuple of Tensors. An element
     passes when |analytic − numeric| ≤ atol + rtol·|numeric|. Returns True, or raises GradcheckError naming
     the input, the first failing element, both values, and the input's max abs and rel errors.
     """

@@ -41,10 +41,10 @@ def arrays(
         for point in avoid:
             near = np.abs(values - point) < margin
             values[near] = point + np.where(values[near] >= point, margin, -margin)
-        if distinct and values.size > 1:
+        if distinct and values.size > 1:  # sorted s_k ≥ s_(k−1) + 2·margin: lift each run of near-ties
             order = np.argsort(values, axis=None)
-            spread = values.flat[order[0]] + margin * 2 * np.arange(values.size)
-            values.flat[order] = np.maximum(values.flat[order], spread)
+            steps = 2 * margin * np.arange(values.size)
+            values.flat[order] = np.maximum.accumulate(values.flat[order] - steps) + steps
         return values
 
     return strategy.map(push_away)

@@ -196,7 +196,7 @@ def _asarray(value, dtype=None):
     """Explicit conversion (allowed, as ``cupy.asarray`` copies host data to the device)."""
     if type(value) is StrictArray:
         return value if dtype is None or value.dtype == dtype else StrictArray(value._array.astype(dtype))
-    return StrictArray(np.asarray(value, dtype=dtype))
+    return StrictArray(np.array(value, dtype=dtype, copy=True))  # a host-to-device copy, as in CuPy
 
 
 def _array(value, dtype=None, copy=True):

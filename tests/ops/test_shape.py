@@ -1,0 +1,219 @@
+"""Gradient checks for the shape ops: reshape, transpose, .T, broadcast_to, flatten, indexing (basic,
+integer arrays with repeated indices, boolean masks), concatenate, stack and split."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinyae
+from tests.conftest import to_numpy
+from tinyae.testing.strategies import arrays, shapes
+
+
+def check_op(op, reference, *arrays_):
+    """``op`` on tensors matches ``reference`` on the NumPy arrays exactly (shape ops copy numbers), keeps
+    float32 (outputs and gradients) and passes gradcheck. ``op`` may return a list of tensors (split)."""
+    tensors = [tinyae.tensor(array, requires_grad=True) for array in arrays_]
+    for out, expected in zip(as_list(op(*tensors)), as_list(reference(*arrays_)), strict=True):
+        np.testing.assert_array_equal(out.numpy(), expected, strict=True)
+    singles = [tinyae.tensor(array.astype(np.float32), requires_grad=True) for array in arrays_]
+    outs = as_list(op(*singles))
+    assert all(out.dtype == np.float32 for out in outs)
+    sum(out.sum() for out in outs).backward()
+    assert all(single.grad.dtype == np.float32 for single in singles)
+    tinyae.gradcheck(op, tensors)
+
+
+def as_list(out):
+    return out if isinstance(out, list) else [out]
+
+
+def arrays_of_any_shape(min_dims=0):
+    return shapes(min_dims=min_dims).flatmap(arrays)
+
+
+@st.composite
+def array_and_new_shape(draw):
+    """An array and another shape with as many elements: its sides shuffled, maybe with a 1 inserted."""
+    x = draw(arrays_of_any_shape())
+    new_shape = list(draw(st.permutations(x.shape)))
+    if draw(st.booleans()):
+        new_shape.insert(draw(st.integers(0, len(new_shape))), 1)
+    return x, tuple(new_shape)
+
+
+@given(case=array_and_new_shape())
+def test_reshape_with_ints_and_with_a_tuple(case):
+    x, new_shape = case
+    check_op(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
+    check_op(lambda t: t.reshape(new_shape), lambda a: a.reshape(new_shape), x)
+    check_op(lambda t: tinyae.reshape(t, new_shape), lambda a: a.reshape(new_shape), x)
+
+
+@given(case=array_and_new_shape(), data=st.data())
+def test_reshape_with_minus_one(case, data):
+    x, new_shape = case
+    new_shape = list(new_shape) or [1]
+    new_shape[data.draw(st.integers(0, len(new_shape) - 1))] = -1
+    check_op(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
+
+
+@given(x=arrays_of_any_shape())
+def test_flatten(x):
+    check_op(lambda t: t.flatten(), lambda a: a.flatten(), x)
+
+
+@given(x=arrays_of_any_shape())
+def test_transpose_reverses_axes_by_default(x):
+    check_op(lambda t: t.transpose(), lambda a: a.transpose(), x)
+    check_op(lambda t: t.T, lambda a: a.T, x)
+    check_op(tinyae.transpose, np.transpose, x)
+
+
+@given(x=arrays_of_any_shape(), data=st.data())
+def test_transpose_with_axes(x, data):
+    axes = data.draw(st.permutations(range(x.ndim)))
+    negative_axes = [axis - x.ndim for axis in axes]
+    check_op(lambda t: t.transpose(*axes), lambda a: a.transpose(axes), x)
+    check_op(lambda t: t.transpose(tuple(axes)), lambda a: a.transpose(axes), x)
+    check_op(lambda t: t.transpose(negative_axes), lambda a: a.transpose(axes), x)
+    check_op(lambda t: tinyae.transpose(t, negative_axes), lambda a: a.transpose(axes), x)
+
+
+@given(x=arrays_of_any_shape(), data=st.data())
+def test_broadcast_to(x, data):
+    other = data.draw(hnp.broadcastable_shapes(x.shape, max_dims=3, max_side=4))
+    target = np.broadcast_shapes(x.shape, other)
+    check_op(lambda t: t.broadcast_to(target), lambda a: np.broadcast_to(a, target), x)
+    check_op(lambda t: tinyae.broadcast_to(t, target), lambda a: np.broadcast_to(a, target), x)
+
+
+@given(x=arrays_of_any_shape(min_dims=1), data=st.data())
+def test_basic_indexing(x, data):
+    index = data.draw(hnp.basic_indices(x.shape, allow_newaxis=True, allow_ellipsis=True))
+    check_op(lambda t: t[index], lambda a: a[index], x)
+
+
+BASIC_INDICES = {
+    "int": 1,
+    "negative-int": -1,
+    "slice-and-negative-int": (slice(None), -2),
+    "steps": (slice(None, None, 2), slice(1, None, 2)),
+    "negative-steps": (slice(None, None, -2), slice(-1, 0, -1)),
+    "ellipsis": (Ellipsis, -1),
+    "none-and-ellipsis": (None, 0, Ellipsis, None),
+    "mixed": (slice(1, None), None, Ellipsis, slice(None, None, -1)),
+}
+
+
+@pytest.mark.parametrize("index", BASIC_INDICES.values(), ids=BASIC_INDICES)
+@given(x=arrays((3, 4, 2)))
+def test_each_kind_of_basic_index(index, x):
+    check_op(lambda t: t[index], lambda a: a[index], x)
+
+
+def positions_along(length):
+    """Lists of indices, possibly negative and repeated, along an axis of ``length``."""
+    return st.lists(st.integers(-length, length - 1), min_size=1, max_size=6)
+
+
+@pytest.mark.parametrize("container", [list, np.array], ids=["list", "numpy"])
+@given(x=arrays_of_any_shape(min_dims=1), data=st.data())
+def test_integer_array_index_with_repeats(container, x, data):
+    positions = data.draw(positions_along(len(x)))
+    positions.append(positions[0])  # at least one element is picked twice
+    index = container(positions)
+    check_op(lambda t: t[index], lambda a: a[index], x)
+
+    grad_out = data.draw(arrays((len(positions),) + x.shape[1:]))
+    tensor = tinyae.tensor(x, requires_grad=True)
+    tensor[index].backward(tinyae.tensor(grad_out))
+    expected = np.zeros_like(x)
+    for copy, position in enumerate(positions):  # every copy sends its gradient back to its source
+        expected[position] += grad_out[copy]
+    np.testing.assert_allclose(to_numpy(tensor.grad), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(x=arrays_of_any_shape(min_dims=2), data=st.data())
+def test_integer_arrays_with_slices_and_ellipsis(x, data):
+    rows = data.draw(positions_along(x.shape[0]))
+    columns = data.draw(positions_along(x.shape[-1]))
+    check_op(lambda t: t[rows, 1:], lambda a: a[rows, 1:], x)
+    check_op(lambda t: t[..., np.array(columns)], lambda a: a[..., columns], x)
+
+
+@st.composite
+def array_and_mask(draw):
+    """An array and a boolean mask over its leading axes (all of them, or fewer)."""
+    x = draw(arrays_of_any_shape(min_dims=1))
+    mask_ndim = draw(st.integers(1, x.ndim))
+    return x, draw(hnp.arrays(np.bool_, x.shape[:mask_ndim]))
+
+
+@given(case=array_and_mask())
+def test_boolean_mask_from_a_comparison(case):
+    x, mask = case
+    mask_tensor = tinyae.tensor(np.where(mask, 1.0, -1.0)) > 0
+    check_op(lambda t: t[mask_tensor], lambda a: a[mask], x)
+
+
+@pytest.mark.parametrize("container", [lambda mask: mask.tolist(), np.asarray], ids=["list", "numpy"])
+@given(case=array_and_mask())
+def test_boolean_mask_list_or_numpy(container, case):
+    x, mask = case
+    check_op(lambda t: t[container(mask)], lambda a: a[mask], x)
+
+
+@st.composite
+def arrays_to_join(draw, same_shape):
+    """1 to 3 arrays and an axis (possibly negative) to join them along: for stack, all of one shape
+    and an axis of the result; for concatenate, sizes that differ along the joined axis."""
+    base = list(draw(shapes(min_dims=0 if same_shape else 1)))
+    ndim = len(base) + 1 if same_shape else len(base)
+    axis = draw(st.integers(-ndim, ndim - 1))
+    count = draw(st.integers(1, 3))
+    parts = []
+    for _ in range(count):
+        if not same_shape:
+            base[axis] = draw(st.integers(1, 3))
+        parts.append(draw(arrays(tuple(base))))
+    return parts, axis
+
+
+@given(case=arrays_to_join(same_shape=False))
+def test_concatenate(case):
+    parts, axis = case
+    check_op(
+        lambda *ts: tinyae.concatenate(list(ts), axis=axis), lambda *a: np.concatenate(a, axis=axis), *parts
+    )
+
+
+@given(case=arrays_to_join(same_shape=True))
+def test_stack(case):
+    parts, axis = case
+    check_op(lambda *ts: tinyae.stack(list(ts), axis=axis), lambda *a: np.stack(a, axis=axis), *parts)
+
+
+@st.composite
+def array_and_axis(draw):
+    x = draw(arrays_of_any_shape(min_dims=1))
+    return x, draw(st.integers(-x.ndim, x.ndim - 1))
+
+
+@given(case=array_and_axis(), data=st.data())
+def test_split_into_equal_sections(case, data):
+    x, axis = case
+    length = x.shape[axis]
+    sections = data.draw(st.sampled_from([n for n in range(1, length + 1) if length % n == 0]))
+    check_op(lambda t: tinyae.split(t, sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
+    check_op(lambda t: t.split(sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
+
+
+@given(case=array_and_axis(), data=st.data())
+def test_split_at_indices(case, data):
+    x, axis = case
+    indices = data.draw(st.lists(st.integers(0, x.shape[axis]), max_size=3))
+    check_op(lambda t: tinyae.split(t, indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
+    check_op(lambda t: t.split(indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
