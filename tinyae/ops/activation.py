@@ -1,11 +1,13 @@
 """Activations: relu, leaky_relu, sigmoid, tanh, softplus.
 
 Each is elementwise, so ∂L/∂x = ∂L/∂y ⊙ f′(x). sigmoid and softplus are computed in forms that never
-overflow (no warnings even at |x| = 1e4), and each backward reuses what the forward already computed.
+overflow (no warnings even at |x| = 1e4), and each backward reuses what the forward already computed, in
+one fused kernel on the GPU (``tinyae.kernels``; its NumPy twin on the CPU).
 """
 
 from __future__ import annotations
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
 
@@ -18,7 +20,7 @@ class ReLU(Function):
         return self.out
 
     def backward(self, grad_out):
-        return grad_out * (self.out > 0)
+        return kernels.relu_backward(grad_out, self.out)
 
 
 class LeakyReLU(Function):
@@ -34,7 +36,7 @@ class LeakyReLU(Function):
         return xp.where(self.positive, x, x * negative_slope)
 
     def backward(self, grad_out):
-        return array_module(grad_out).where(self.positive, grad_out, grad_out * self.negative_slope)
+        return kernels.leaky_relu_backward(grad_out, self.positive, self.negative_slope)
 
 
 def stable_sigmoid(x):
@@ -53,7 +55,7 @@ class Sigmoid(Function):
         return self.out
 
     def backward(self, grad_out):
-        return grad_out * (self.out * (1 - self.out))
+        return kernels.sigmoid_backward(grad_out, self.out)
 
 
 class Tanh(Function):
@@ -64,7 +66,7 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad_out):
-        return grad_out * (1 - self.out * self.out)
+        return kernels.tanh_backward(grad_out, self.out)
 
 
 class Softplus(Function):
@@ -82,5 +84,4 @@ class Softplus(Function):
         return xp.where(self.linear, x, xp.log1p(self.exp_scaled) / beta)
 
     def backward(self, grad_out):
-        sigma = self.exp_scaled / (self.exp_scaled + 1)
-        return array_module(grad_out).where(self.linear, grad_out, grad_out * sigma)
+        return kernels.softplus_backward(grad_out, self.exp_scaled, self.linear)

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 from ..backend import array_module, is_array
 from ..tensor import Tensor
@@ -139,28 +140,24 @@ class BinaryCrossEntropyWithLogits(Function):
     a single product loses no digits, whereas x − x·t with t ≈ 1 cancels down to the rounding of x·t.
     ∂ℓ/∂x = σ(x) − t, with σ from the saved e = e^(−|x|): 1/(1 + e) for x ≥ 0, e/(1 + e) for x < 0.
     ∂ℓ/∂t = −x.
-    Saves e^(−|x|), x and t as needed.
+    The loss and the slope σ(x) − t come from one fused kernel (``tinyae.kernels.bce_with_logits``).
+    Saves the slope (for ∂/∂x) and x (for ∂/∂t), as needed.
     """
 
     def forward(self, input, target, reduction="mean"):
-        xp = array_module(input)
-        target_cast = _cast_like(target, input.dtype)
-        exp_neg_abs = xp.exp(-abs(input))
-        need_input, _ = self.needs_input_grad
+        loss, slope = kernels.bce_with_logits(input, _cast_like(target, input.dtype))
+        need_input, need_target = self.needs_input_grad
         self.reduction, self.size, self.target_dtype = reduction, input.size, getattr(target, "dtype", None)
-        self.x = input
-        self.t, self.exp_neg_abs = (target_cast, exp_neg_abs) if need_input else (None, None)
-        linear = xp.where(input >= 0, (1 - target_cast) * input, -(target_cast * input))
-        return _reduce(linear + xp.log1p(exp_neg_abs), reduction)
+        self.x = input if need_target else None
+        self.slope = slope if need_input else None
+        return _reduce(loss, reduction)
 
     def backward(self, grad_out):
         need_input, need_target = self.needs_input_grad
         grad = _grad_per_element(grad_out, self.reduction, self.size)
         grad_input = grad_target = None
         if need_input:
-            e, x = self.exp_neg_abs, self.x
-            sigmoid = array_module(x).where(x >= 0, 1 / (1 + e), e / (1 + e))
-            grad_input = grad * (sigmoid - self.t)
+            grad_input = grad * self.slope
         if need_target:
             grad_target = _back_to(-(grad * self.x), self.target_dtype)
         return grad_input, grad_target
@@ -172,24 +169,25 @@ class GaussianKL(Function):
     Stable form: ½(μ² + (expm1(logvar) − logvar)); e^lv − 1 − lv as expm1(lv) − lv keeps the small
     divergence near logvar = 0 accurate (naively it is a difference of numbers near 1).
     ∂ℓ/∂μ = μ,  ∂ℓ/∂logvar = ½(e^logvar − 1) = ½·expm1(logvar).
-    Saves μ and expm1(logvar), each only if needed. Where e^logvar overflows (logvar > ~88 in float32)
-    the KL is +∞ and NumPy warns: that is the true value, and a sign that training has diverged.
+    Saves μ and ½·expm1(logvar), each only if needed; both terms come from one fused kernel
+    (``tinyae.kernels.gaussian_kl``). Where e^logvar overflows (logvar > ~88 in float32) the KL is +∞ and
+    NumPy warns: that is the true value, and a sign that training has diverged.
     """
 
     def forward(self, mu, logvar, reduction="sum"):
-        expm1_logvar = array_module(logvar).expm1(logvar)
+        kl, half_expm1 = kernels.gaussian_kl(mu, _cast_like(logvar, mu.dtype))
         need_mu, need_logvar = self.needs_input_grad
         self.reduction, self.size = reduction, mu.size
         self.mu = mu if need_mu else None
-        self.expm1_logvar = expm1_logvar if need_logvar else None
-        return _reduce(0.5 * (mu * mu + (expm1_logvar - logvar)), reduction)
+        self.half_expm1 = half_expm1 if need_logvar else None
+        return _reduce(kl, reduction)
 
     def backward(self, grad_out):
         need_mu, need_logvar = self.needs_input_grad
         grad = _grad_per_element(grad_out, self.reduction, self.size)
         return (
             grad * self.mu if need_mu else None,
-            grad * (0.5 * self.expm1_logvar) if need_logvar else None,
+            grad * self.half_expm1 if need_logvar else None,
         )
 
 

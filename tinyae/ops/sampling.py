@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import random
+from .. import kernels, random
 from ..autograd import Function
 from ..backend import array_module, backend_of, is_array
 from ..tensor import Tensor
@@ -23,17 +23,18 @@ class Reparameterize(Function):
     one exp and no sqrt, and stays finite for twice the range of logvar.
     ∂z/∂μ = 1:  ∂L/∂μ = ∂L/∂z.
     ∂z/∂logvar = ½·exp(½·logvar)·ε:  ∂L/∂logvar = ½·∂L/∂z ⊙ (σ ⊙ ε).
-    ε gets no gradient. Saves σ ⊙ ε (the noise actually added), only if logvar needs a gradient.
+    ε gets no gradient. Saves ½·σ ⊙ ε, only if logvar needs a gradient. Forward and ∂z/∂logvar come from
+    one fused kernel (``tinyae.kernels.reparameterize``).
     """
 
     def forward(self, mu, logvar, eps):
-        noise = array_module(logvar).exp(0.5 * logvar) * eps
-        self.noise = noise if self.needs_input_grad[1] else None
-        return mu + noise
+        z, half_noise = kernels.reparameterize(mu, logvar, eps)
+        self.half_noise = half_noise if self.needs_input_grad[1] else None
+        return z
 
     def backward(self, grad_out):
         need_mu, need_logvar, _ = self.needs_input_grad
-        return (grad_out if need_mu else None, grad_out * (0.5 * self.noise) if need_logvar else None, None)
+        return (grad_out if need_mu else None, grad_out * self.half_noise if need_logvar else None, None)
 
 
 class Dropout(Function):

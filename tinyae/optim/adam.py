@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
+from .. import backend, kernels
 from .optimizer import Optimizer, ParamsT, check_nonnegative
 
 
@@ -48,6 +48,7 @@ class Adam(Optimizer):
                     "amsgrad": amsgrad, "maximize": maximize,
                     "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
+        self._layouts: dict[int, dict[str, Any]] = {}  # id(group) → its flat buffers (see _fused_step)
 
     def _check_hyperparameters(self, group: dict[str, Any], where: str = "") -> None:
         check_nonnegative(group["lr"], "learning rate lr", where)
@@ -63,6 +64,8 @@ class Adam(Optimizer):
                 )
 
     def _step_group(self, group: dict[str, Any]) -> None:
+        if self._fused_step(group):
+            return
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(beta) for beta in group["betas"])
         amsgrad, maximize = bool(group["amsgrad"]), bool(group["maximize"])
@@ -109,6 +112,67 @@ class Adam(Optimizer):
             update = exp_avg * -step_size
             update /= denom
             weights += update  # in place: θ ← θ − step_size · m / denom
+
+
+    # The multi-tensor path: one kernel over flat buffers ------------------------------------------------
+    def _fused_step(self, group: dict[str, Any]) -> bool:
+        """Update the whole group with one ``kernels.adam`` call over flat buffers; False if it can't.
+
+        The parameters' arrays and their moments are views into three flat buffers per group (built on
+        first use, rebuilt whenever a parameter's array or a state array was replaced, e.g. by
+        ``load_state_dict``); the gradients are gathered into a fourth. Used when every parameter of the
+        group has a gradient, all share dtype, backend and step count, and neither amsgrad nor maximize is
+        on. It computes exactly what the per-parameter loop computes, in the same order of operations.
+        """
+        params = group["params"]
+        beta1, beta2 = (float(beta) for beta in group["betas"])
+        if group["amsgrad"] or group["maximize"] or beta1 <= 0.5 or not params:
+            return False  # (torch's lerp takes its other branch for weights ≥ ½)
+        first = params[0].data
+        steps = {self.state[p]["step"] if self.state.get(p) else 0 for p in params}
+        if len(steps) != 1 or any(p.grad is None or type(p.data) is not type(first) or p.dtype != first.dtype
+                                  for p in params):
+            return False
+        layout = self._flat_layout(group)
+        xp = backend.array_module(first)
+        grads = xp.concatenate([p.grad.reshape(-1) for p in params])
+        step = steps.pop() + 1
+        for param in params:
+            self.state[param]["step"] = step
+        lr, weight_decay = float(group["lr"]), float(group["weight_decay"])
+        decoupled = bool(group["decoupled_weight_decay"])
+        kernels.adam(grads, beta1, beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5, float(group["eps"]),
+                     0.0 if decoupled else weight_decay, 1.0 - lr * weight_decay if decoupled else 1.0,
+                     layout["param"], layout["exp_avg"], layout["exp_avg_sq"])
+        return True
+
+    def _flat_layout(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's flat buffers, (re)built so that every parameter and moment is a view into them."""
+        params = group["params"]
+        layout = self._layouts.get(id(group))
+        if layout is not None and all(
+            p.data is view and self.state[p]["exp_avg"] is m and self.state[p]["exp_avg_sq"] is v
+            for p, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"])
+        ):
+            return layout
+        xp = backend.array_module(params[0].data)
+        sizes = [p.size for p in params]
+        layout = {}
+        for key in ("param", "exp_avg", "exp_avg_sq"):
+            flat = xp.empty(sum(sizes), dtype=params[0].dtype)
+            views, offset = [], 0
+            for param, size in zip(params, sizes):
+                view = flat[offset: offset + size].reshape(param.shape)
+                state = self.state.setdefault(param, {"step": 0})
+                view[...] = param.data if key == "param" else state.get(key, 0)
+                views.append(view)
+                offset += size
+            layout[key], layout[f"{key}_views"] = flat, views
+        for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
+            param.data = view
+            self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v
+        self._layouts[id(group)] = layout
+        return layout
 
 
 class AdamW(Adam):

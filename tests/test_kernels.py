@@ -1,0 +1,122 @@
+"""Fused kernels: each NumPy twin equals the unfused formula; the strict backend checks calls as CuPy would;
+the CuPy kernels equal their twins (gpu); the fused Adam path equals the per-parameter loop bit for bit."""
+
+import numpy as np
+import pytest
+
+import tinyae as ta
+from tinyae import kernels, optim
+from tinyae.backend import module
+from tinyae.testing.strict import StrictArray
+from tests.conftest import to_numpy
+
+rng = np.random.default_rng(0)
+
+
+def arrays(*shapes, dtype=np.float64):
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+REFERENCES = {
+    "relu_backward": (lambda g, y: (g, np.maximum(y, 0)), lambda g, y: g * (y > 0)),
+    "sigmoid_backward": (lambda g, x: (g, sigmoid(x)), lambda g, y: g * y * (1 - y)),
+    "tanh_backward": (lambda g, x: (g, np.tanh(x)), lambda g, y: g * (1 - y**2)),
+    "bce_with_logits": (lambda x, t: (x * 5, sigmoid(t)),
+                        lambda x, t: (np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))), sigmoid(x) - t)),
+    "gaussian_kl": (lambda mu, lv: (mu, lv),
+                    lambda mu, lv: (0.5 * (mu**2 + np.exp(lv) - lv - 1), 0.5 * (np.exp(lv) - 1))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_twin_equals_the_unfused_formula(name, xp):
+    prepare, reference = REFERENCES[name]
+    inputs = prepare(*arrays((4, 5), (4, 5)))
+    result = getattr(kernels, name)(*(xp.asarray(a) for a in inputs))
+    expected = reference(*inputs)
+    for got, want in zip(result if isinstance(result, tuple) else (result,),
+                         expected if isinstance(expected, tuple) else (expected,)):
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-12, atol=1e-15)
+
+
+def test_reparameterize_and_softplus_and_leaky_twins(xp):
+    mu, logvar, eps, grad = arrays((3, 4), (3, 4), (3, 4), (3, 4))
+    z, half_noise = kernels.reparameterize(*(xp.asarray(a) for a in (mu, logvar, eps)))
+    np.testing.assert_allclose(to_numpy(z), mu + np.exp(0.5 * logvar) * eps, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(half_noise), 0.5 * np.exp(0.5 * logvar) * eps, rtol=1e-12)
+    leaky = kernels.leaky_relu_backward(xp.asarray(grad), xp.asarray(mu > 0), 0.2)
+    np.testing.assert_allclose(to_numpy(leaky), np.where(mu > 0, grad, 0.2 * grad))
+    exp_scaled = np.exp(np.minimum(mu, 1.0))
+    soft = kernels.softplus_backward(xp.asarray(grad), xp.asarray(exp_scaled), xp.asarray(mu > 1.0))
+    np.testing.assert_allclose(to_numpy(soft), np.where(mu > 1.0, grad, grad * sigmoid(np.minimum(mu, 1.0))))
+
+
+def test_float32_stays_float32(xp):
+    x, t = arrays((8,), (8,), dtype=np.float32)
+    loss, slope = kernels.bce_with_logits(xp.asarray(x), xp.asarray(t))
+    assert loss.dtype == slope.dtype == np.float32
+
+
+def test_strict_checks_calls_like_cupy():
+    strict = module("strict")
+    x32, x64 = strict.asarray(np.ones(3, np.float32)), strict.asarray(np.ones(3))
+    with pytest.raises(TypeError, match="takes 2 inputs"):
+        kernels.relu_backward(x32)
+    with pytest.raises(TypeError, match="dtype float64"):
+        kernels.relu_backward(x32, x64)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        kernels.relu_backward(x32, np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="declared bool"):
+        kernels.leaky_relu_backward(x32, x32, 0.1)
+    assert type(kernels.relu_backward(x32, x32)) is StrictArray
+
+
+def test_kernel_definitions_are_validated():
+    with pytest.raises(ValueError, match="never assigns"):
+        kernels.Kernel("broken", "T x", "T y", "T z = x;", lambda x: x)
+    with pytest.raises(ValueError, match="reserved"):
+        kernels.Kernel("reserved", "T i", "T y", "y = i;", lambda i: i)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_cupy_kernels_equal_their_twins(name):
+    cupy = module("cupy")
+    prepare, _ = REFERENCES[name]
+    inputs = prepare(*arrays((64, 33), (64, 33)))
+    on_gpu = getattr(kernels, name)(*(cupy.asarray(a) for a in inputs))
+    on_cpu = getattr(kernels, name)(*inputs)
+    for got, want in zip(on_gpu if isinstance(on_gpu, tuple) else (on_gpu,),
+                         on_cpu if isinstance(on_cpu, tuple) else (on_cpu,)):
+        np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-12, atol=1e-15)
+
+
+class UnfusedAdam(optim.Adam):
+    def _fused_step(self, group):
+        return False
+
+
+@pytest.mark.parametrize("kind, options", [(optim.Adam, {}), (optim.Adam, {"weight_decay": 0.1}),
+                                           (optim.AdamW, {"weight_decay": 0.1})])
+def test_fused_adam_equals_the_per_parameter_loop(kind, options):
+    shapes = [(4, 3), (3,), (2, 2, 2)]
+    values = arrays(*shapes, dtype=np.float32)
+    fused_params = [ta.tensor(v, requires_grad=True) for v in values]
+    plain_params = [ta.tensor(v, requires_grad=True) for v in values]
+    fused = kind(fused_params, lr=0.01, **options)
+    plain = UnfusedAdam(plain_params, lr=0.01, decoupled_weight_decay=kind is optim.AdamW, **options)
+    for step in range(4):
+        grads = arrays(*shapes, dtype=np.float32)
+        for params in (fused_params, plain_params):
+            for param, grad in zip(params, grads):
+                param.grad = ta.tensor(grad).data
+        fused.step()
+        plain.step()
+    assert fused._layouts and all(p.data.base is not None for p in fused_params)  # views of one flat buffer
+    for a, b in zip(fused_params, plain_params):
+        assert np.array_equal(to_numpy(a), to_numpy(b))
+        assert np.array_equal(to_numpy(fused.state[a]["exp_avg_sq"]), to_numpy(plain.state[b]["exp_avg_sq"]))
