@@ -202,3 +202,10 @@ def test_explicit_grad_is_cast_to_the_tensor_dtype(xp):
     x = leaf(np.ones(3), dtype="float32")
     (x * 2.0).backward(xp.asarray(np.ones(3)))  # a float64 upstream gradient
     assert x.grad.dtype == np.float32
+
+
+def test_gradients_keep_each_input_dtype_in_mixed_precision_ops():
+    weight = leaf(np.ones((2, 3)), dtype="float32")
+    x = ta.tensor(np.ones((4, 3)))  # float64: NumPy's promotion makes the product float64
+    (x @ weight.T).sum().backward()
+    assert weight.grad.dtype == np.float32

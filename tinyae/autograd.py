@@ -195,6 +195,8 @@ def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
                 continue
             if isinstance(input_grad, np.generic):
                 input_grad = np.asarray(input_grad)
+            if input_grad.dtype != value.dtype:  # NumPy promotion in a mixed-dtype op (float32 weights,
+                input_grad = input_grad.astype(value.dtype)  # float64 input): the gradient keeps x's dtype
             previous = grads.get(id(value))
             grads[id(value)] = input_grad if previous is None else previous + input_grad
         if not retain_graph:
