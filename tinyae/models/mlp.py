@@ -115,7 +115,8 @@ class VariationalMixin:
         logits, mu, logvar = self.forward(x)
         recon = self.reconstruction_loss(logits, x)
         kl = F.gaussian_kl(mu, logvar, reduction="sum") / x.shape[0]
-        return recon + (self.config["beta"] * self.kl_weight) * kl, {"recon": recon, "kl": kl}
+        weight = self.config["beta"] * self.kl_weight
+        return recon + (kl if weight == 1 else weight * kl), {"recon": recon, "kl": kl}
 
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """−log p_φ(x|z) per image: Bernoulli (BCE with logits, summed over pixels) or Gaussian with fixed
