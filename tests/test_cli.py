@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,69 @@ def test_sampling_needs_a_vae(capsys):
 def test_python_dash_m_runs_the_command():
     result = subprocess.run([sys.executable, "-m", "tinyae", "--help"], capture_output=True, text=True, check=True)
     assert "train" in result.stdout and "sample" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Tiny one-epoch runs: a VAE with a 4-D code, a binarized VAE with a 2-D code, and an AE."""
+    if BACKEND == "strict":
+        pytest.skip("the command offers the numpy and cupy backends")
+    folder = tmp_path_factory.mktemp("runs")
+    two_d = [value if value != "4" else "2" for value in QUICK]
+    runs = {"vae": QUICK, "vae2d": [*two_d, "--binarize"], "ae": ["--model", "ae", *QUICK]}
+    for name, options in runs.items():
+        assert run("train", "--epochs", "1", "--out", folder / name, *options) == 0
+    return folder
+
+
+def printed_png(capsys):
+    path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert path.suffix == ".png" and path.stat().st_size > 2000
+    return path
+
+
+def test_eval_reports_elbo_likelihood_and_active_units(trained, capsys):
+    capsys.readouterr()
+    assert run("eval", trained / "vae", "-k", "8", "--limit", "100", "--quiet") == 0
+    output = capsys.readouterr().out
+    report = json.loads((trained / "vae" / "eval.json").read_text())
+    assert "negative ELBO" in output and "IWAE k=8" in output and "active units" in output
+    assert report["test_images"] == 100 and report["data"].startswith("continuous")
+    assert report["negative_elbo"] == pytest.approx(report["reconstruction"] + report["kl"])
+    assert report["negative_log_likelihood"] < report["negative_elbo"]
+    assert len(report["kl_per_dimension"]) == 4 and 0 <= report["active_units"] <= 4
+    test_loss = json.loads((trained / "vae" / "metrics.jsonl").read_text().splitlines()[-1])["test_loss"]
+    assert report["negative_elbo"] == pytest.approx(test_loss, rel=0.01)  # training's test set: the first 100
+    assert run("eval", trained / "vae2d", "-k", "2", "--limit", "10", "--quiet") == 0
+    assert json.loads((trained / "vae2d" / "eval.json").read_text())["data"].startswith("binarized")
+
+
+def test_eval_of_an_autoencoder_reports_its_reconstruction_loss_only(trained, capsys):
+    capsys.readouterr()
+    assert run("eval", trained / "ae", "--limit", "50") == 0
+    output = capsys.readouterr().out
+    report = json.loads((trained / "ae" / "eval.json").read_text())
+    assert "no likelihood" in output and "negative_elbo" not in report and report["reconstruction"] > 0
+
+
+def test_latent_space_figures(trained, capsys):
+    capsys.readouterr()
+    commands = [["interpolate", "vae", "--pairs", "3", "--steps", "4"], ["traverse", "vae"],
+                ["traverse", "ae", "--zero", "--dims", "2"], ["embed", "vae", "--limit", "200"],
+                ["embed", "vae2d", "--limit", "200"], ["manifold", "vae2d", "--size", "6"],
+                ["interpolate", "ae"]]
+    for command, name, *options in commands:
+        assert run(command, trained / name, *options) == 0
+        assert printed_png(capsys).parent == trained / name / "figures"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["manifold", "vae"], "needs a 2-D latent space"),
+    (["traverse", "vae", "--index", "-1"], "--index -1 is not a test image"),
+    (["eval", "missing"], "no run folder"),
+])
+def test_latent_commands_refuse_in_one_line(trained, args, message, capsys):
+    capsys.readouterr()
+    assert run(args[0], trained / args[1], *args[2:]) == 1
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1

@@ -3,7 +3,8 @@
     tinyae train                          # the default VAE, 10 epochs, into runs/vae
     tinyae train --model conv-vae --epochs 5 --limit 10000
     tinyae train --resume runs/vae --epochs 20
-    tinyae sample runs/vae -n 64          # and reconstruct, plot, ... (see `tinyae --help`)
+    tinyae eval runs/vae -k 1000          # test −ELBO, IWAE log-likelihood, KL per dimension, active units
+    tinyae sample runs/vae -n 64          # and reconstruct, interpolate, traverse, manifold, embed, plot
 """
 
 from __future__ import annotations
@@ -11,16 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from . import figures
+import numpy as np
+
+from . import backend, checkpoint, evaluate, figures
+from . import random as tinyae_random
+from .autograd import no_grad
 from .checkpoint import CheckpointError
-from .data import DataError, DataNotFoundError
-from .models import MODELS
+from .data import Batches, DataError, DataNotFoundError, load_mnist
+from .functions import concatenate
+from .models import MODELS, Autoencoder, image_layout
+from .nn.module import StateDictError
 from .train import (
     NonFiniteLossError,
     RunError,
     Trainer,
+    build_model,
     check_resumable,
     default_config,
     read_config,
@@ -90,12 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN in place up to --epochs")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    for name, help_text in (("sample", "decode n draws from p(z)"), ("reconstruct", "test digits and their reconstructions"),
-                            ("plot", "loss curves from metrics.jsonl")):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("run", type=Path, metavar="RUN")
-        if name == "sample":
-            command.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
+    def run_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("run", type=Path, metavar="RUN", help="a run folder written by tinyae train")
+        return command
+
+    evaluation = run_command("eval", "test-set negative ELBO, IWAE log-likelihood, KL per dimension, "
+                                     "active units")
+    evaluation.add_argument("-k", type=positive_int, default=1000,
+                            help="importance samples per image for log p(x) (default 1000)")
+    evaluation.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
+    evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_command("sample", "decode n draws from p(z)").add_argument(
+        "-n", type=positive_int, default=64, help="number of samples (default 64)")
+    run_command("reconstruct", "test digits and their reconstructions")
+    interpolate = run_command("interpolate", "decode straight lines in latent space between test digits")
+    interpolate.add_argument("--pairs", type=positive_int, default=8, help="pairs of digits, one a row (default 8)")
+    interpolate.add_argument("--steps", type=positive_int, default=10, help="points per line (default 10)")
+    traverse = run_command("traverse", "vary one latent dimension at a time from -3σ to 3σ")
+    traverse.add_argument("--dims", type=positive_int, help="dimensions, one a row (default 10, or all if fewer)")
+    traverse.add_argument("--index", type=int, default=0, help="test digit whose code the others keep (default 0)")
+    traverse.add_argument("--zero", action="store_true",
+                          help="keep the other dimensions at 0 instead (an AE's: at its mean test code)")
+    manifold = run_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")
+    manifold.add_argument("--size", type=positive_int, default=20, help="grid points per side (default 20)")
+    embed = run_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
+    embed.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
+    run_command("plot", "loss curves from metrics.jsonl")
     return parser
 
 
@@ -175,37 +206,142 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def load_run(run_dir: Path) -> Trainer:
-    """A trainer restored from a run folder's checkpoint (for the commands that draw figures)."""
+def load_model(run_dir: Path) -> tuple[dict, Autoencoder, int]:
+    """(config, model with the checkpoint's weights in eval mode, epochs trained), on the run's backend."""
     config = read_config(run_dir)
-    config.pop("format_version")
-    trainer = Trainer(config, run_dir, progress=False)
-    trainer.restore()
-    return trainer
+    backend.set_backend(config["backend"])
+    model = build_model(config)
+    saved = checkpoint.load(run_dir / "checkpoint.npz")
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return config, model, saved["epoch"]
+
+
+def load_test_set(config: dict, limit: int | None = None, batch_size: int = 500) -> Batches:
+    """The first ``limit`` test images in the run's layout, binarized as in training (the same draw)."""
+    images, labels = load_mnist("test", config["dataset"], config["data_dir"])
+    return Batches(images, labels, batch_size=batch_size, layout=image_layout(config["model"]), limit=limit,
+                   binarize=config["binarize"], seed=config["seed"] + 1)
+
+
+def first_test_images(config: dict, count: int):
+    """The first ``count`` test images as one Tensor (fewer if the test set is smaller)."""
+    return next(iter(load_test_set(config, count, batch_size=count)))
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    config, model, epoch = load_model(args.run)
+    batches = load_test_set(config, args.limit)
+    report = {"run": str(args.run), "model": config["model"], "epoch": epoch, "dataset": config["dataset"],
+              "test_images": batches.num_images,
+              "data": "binarized (dynamic binarization, the test set drawn once)" if config["binarize"]
+              else "continuous (grey levels in [0, 1])"}
+    tinyae_random.manual_seed(config["seed"])  # the same posterior samples every time
+    started = time.perf_counter()
+    if model.is_variational:
+        report["likelihood"] = model.config["likelihood"]
+        on_batch = progress_reporter(args, batches)
+        report.update(evaluate.evaluate_vae(model, batches, args.k, on_batch=on_batch))
+    else:
+        report["note"] = (f"a {config['model']} has no likelihood: only its reconstruction loss is reported "
+                          "(no ELBO, no importance-weighted log-likelihood)")
+        report.update(evaluate.evaluate_autoencoder(model, batches))
+    report["seconds"] = time.perf_counter() - started
+    (args.run / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(evaluate.format_report(report))
+    print(args.run / "eval.json")
+
+
+def progress_reporter(args: argparse.Namespace, batches: Batches) -> Callable[[int], None]:
+    """on_batch for evaluate_vae: a progress bar, and after the first batch an estimate of the total time
+    when it exceeds half a minute."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=batches.num_images, desc=f"eval, k={args.k}", unit="img", disable=args.quiet,
+               leave=False)
+    started = time.perf_counter()
+    reported = 0
+
+    def on_batch(done: int) -> None:
+        nonlocal reported
+        if reported == 0:
+            estimate = (time.perf_counter() - started) * batches.num_images / done
+            if estimate > 30:
+                tqdm.write(f"estimated time: about {estimate / 60:.1f} min for {batches.num_images} images "
+                           f"with k={args.k} (--limit and -k make it shorter)")
+        bar.update(done - reported)
+        reported = done
+        if done == batches.num_images:
+            bar.close()
+
+    return on_batch
 
 
 def command_figure(args: argparse.Namespace) -> None:
-    if args.command == "plot":
-        print(figures.loss_curves(read_metrics(args.run), args.run / "figures" / "loss.png"))
-        return
-    trainer = load_run(args.run)
     folder = args.run / "figures"
+    if args.command == "plot":
+        print(figures.loss_curves(read_metrics(args.run), folder / "loss.png"))
+        return
+    config, model, _ = load_model(args.run)
     if args.command == "sample":
-        if not trainer.model.is_variational:
-            raise RunError(f"{args.run} holds a {trainer.config['model']}, which has no prior to sample from; "
+        if not model.is_variational:
+            raise RunError(f"{args.run} holds a {config['model']}, which has no prior to sample from; "
                            "sampling needs a VAE")
-        print(figures.samples(trainer.model, args.n, folder / "samples.png"))
+        path = figures.samples(model, args.n, folder / "samples.png")
     elif args.command == "reconstruct":
-        images = next(iter(trainer.test_batches))[:32]
-        print(figures.reconstructions(trainer.model, images, folder / "reconstructions.png"))
+        path = figures.reconstructions(model, first_test_images(config, 32), folder / "reconstructions.png")
+    elif args.command == "interpolate":
+        images = first_test_images(config, 2 * args.pairs)
+        if len(images) < 2 * args.pairs:
+            raise RunError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; "
+                           f"the test set has {len(images)}")
+        path = figures.interpolations(model, images[0::2], images[1::2], folder / "interpolation.png",
+                                      args.steps)
+    elif args.command == "traverse":
+        path = traverse(args, config, model)
+    elif args.command == "manifold":
+        latent_dim = model.config["latent_dim"]
+        if latent_dim != 2:
+            raise RunError(f"the manifold needs a 2-D latent space; {args.run} has latent_dim {latent_dim} "
+                           "(train with --latent-dim 2, or see tinyae embed)")
+        path = figures.manifold(model, folder / "manifold.png", args.size)
+    else:  # embed
+        batches = load_test_set(config, args.limit)
+        with no_grad():
+            codes = concatenate([evaluate.latent_means(model, x) for x in batches]).numpy()
+        what = "posterior means μ(x)" if model.is_variational else "codes f(x)"
+        path = figures.embedding(codes, batches.labels, folder / "embedding.png", f"test-set {what}")
+    print(path)
+
+
+def traverse(args: argparse.Namespace, config: dict, model: Autoencoder) -> Path:
+    """The traversal figure: around test digit --index's code, or 0 (--zero); an AE's steps are scaled by
+    the spread of its codes over the first 1000 test images, and its --zero center is their mean."""
+    latent_dim = model.config["latent_dim"]
+    spread = None
+    if not model.is_variational:
+        with no_grad():
+            codes = evaluate.latent_means(model, first_test_images(config, 1000)).numpy()
+        spread = codes.mean(axis=0), codes.std(axis=0)
+    if args.zero:
+        center, center_name = (np.zeros(latent_dim), "0") if spread is None else (spread[0], "the mean code")
+    else:
+        images = first_test_images(config, max(args.index, 0) + 1)
+        if not 0 <= args.index < len(images):
+            raise RunError(f"--index {args.index} is not a test image (0 to {len(images) - 1})")
+        with no_grad():
+            center = evaluate.latent_means(model, images[args.index:args.index + 1]).numpy()[0]
+        center_name = f"test digit {args.index}'s code"
+    dims = min(args.dims or 10, latent_dim)
+    return figures.traversal(model, center, dims, args.run / "figures" / "traversal.png", center_name, spread)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": command_train}
+    handlers = {"train": command_train, "eval": command_eval}
     try:
         handlers.get(args.command, command_figure)(args)
-    except (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError) as error:
+    except (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError, StateDictError) as error:
         print(f"tinyae {args.command}: error: {error}", file=sys.stderr)
         return 1
     except RuntimeError as error:

@@ -1,13 +1,16 @@
-"""Figures with matplotlib (Agg, headless): image grids, loss curves, reconstructions and samples.
+"""Figures with matplotlib (Agg, headless): image grids, loss curves, reconstructions, samples, and walks
+through the latent space (interpolations, traversals, the 2-D manifold, the embedding of the test set).
 
 Every function writes one PNG and returns its path. Images are (n, 28, 28) or (n, 784) NumPy arrays of
-intensities in [0, 1]; models are run in eval mode without recording a graph.
+intensities in [0, 1]; models are run in eval mode without recording a graph. Latent grids are built on
+the host (a few numbers) and sent to the model's backend once; decoded images come back once.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import matplotlib
 
@@ -16,7 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .autograd import no_grad  # noqa: E402
+from .evaluate import latent_means  # noqa: E402
+from .models import Autoencoder  # noqa: E402
 from .tensor import Tensor  # noqa: E402
+
+DIGIT_COLORS = plt.get_cmap("tab10")
 
 
 def as_images(values) -> np.ndarray:
@@ -26,22 +33,25 @@ def as_images(values) -> np.ndarray:
     return array.reshape(len(array), side, side)
 
 
-def image_grid(images, path: Path, columns: int = 8, title: str | None = None, row_labels=None) -> Path:
-    """Tile images into a grid (white lines between them) and save it as a PNG."""
+def image_grid(images, path: Path, columns: int = 8, title: str | None = None, row_labels=None,
+               column_labels=None, xlabel: str | None = None, ylabel: str | None = None) -> Path:
+    """Tile images into a grid (thin light-grey lines between them) and save it as a PNG; labels are optional
+    strings per row and per column, and axis titles."""
     images = as_images(images)
     rows = math.ceil(len(images) / columns)
     side = images.shape[1]
-    canvas = np.ones((rows * (side + 1) + 1, columns * (side + 1) + 1))
+    canvas = np.full((rows * (side + 1) + 1, columns * (side + 1) + 1), 0.3)  # 0 is white under gray_r
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         canvas[1 + row * (side + 1): (row + 1) * (side + 1), 1 + column * (side + 1): (column + 1) * (side + 1)] = image
     figure, axes = plt.subplots(figsize=(columns * 0.6 + 0.6, rows * 0.6 + (0.5 if title else 0.2)))
     axes.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    axes.set_xticks([])
-    if row_labels:
-        axes.set_yticks([(side + 1) * (i + 0.5) for i in range(len(row_labels))], row_labels)
-    else:
-        axes.set_yticks([])
+    centers = [(side + 1) * (i + 0.5) for i in range(max(rows, columns))]
+    axes.set_xticks(centers[:len(column_labels)] if column_labels else [], column_labels or [], fontsize=7)
+    axes.set_yticks(centers[:len(row_labels)] if row_labels else [], row_labels or [], fontsize=7)
+    axes.tick_params(length=0)
+    axes.set_xlabel(xlabel or "")
+    axes.set_ylabel(ylabel or "")
     if title:
         axes.set_title(title, fontsize=10)
     return save(figure, path)
@@ -72,12 +82,10 @@ def loss_curves(metrics: list[dict], path: Path) -> Path:
 
 
 @no_grad()
-def reconstructions(model, images: Tensor, path: Path, columns: int = 8) -> Path:
+def reconstructions(model: Autoencoder, images: Tensor, path: Path, columns: int = 8) -> Path:
     """Pairs of rows: originals, then their reconstructions sigmoid(g_φ(f_θ(x))) (for VAEs, from μ(x))."""
     model.eval()
-    code = model.encode(images)
-    code = code[0] if isinstance(code, tuple) else code  # a VAE reconstructs from the posterior mean
-    decoded = as_images(model.decode(code).sigmoid())
+    decoded = as_images(model.decode(latent_means(model, images)).sigmoid())  # a VAE's from μ(x)
     originals = as_images(images)
     rows = []
     for start in range(0, len(originals), columns):
@@ -86,7 +94,112 @@ def reconstructions(model, images: Tensor, path: Path, columns: int = 8) -> Path
 
 
 @no_grad()
-def samples(model, n: int, path: Path, columns: int = 8) -> Path:
+def samples(model: Autoencoder, n: int, path: Path, columns: int = 8) -> Path:
     """n images decoded from z ~ N(0, I) (VAEs only)."""
     model.eval()
     return image_grid(model.sample(n), path, columns, f"{n} samples from p(z) = N(0, I)")
+
+
+def decode_grid(model: Autoencoder, codes: np.ndarray) -> np.ndarray:
+    """sigmoid(g_φ(z)) for host codes (n, D): the codes go to the model's backend once, images come back."""
+    parameter = next(iter(model.parameters()))
+    z = Tensor(codes.astype(parameter.dtype)).to(parameter.backend)
+    return as_images(model.decode(z).sigmoid())
+
+
+@no_grad()
+def interpolations(model: Autoencoder, starts: Tensor, ends: Tensor, path: Path, steps: int = 10) -> Path:
+    """One row per pair of images (a, b): a, then g_φ((1 − t)·z_a + t·z_b) for t = 0, 1/(steps − 1), …, 1,
+    then b, where z is the posterior mean μ(x) (the code f_θ(x) for an AE)."""
+    model.eval()
+    z_start, z_end = latent_means(model, starts).numpy(), latent_means(model, ends).numpy()
+    t = np.linspace(0, 1, steps).reshape(1, steps, 1)
+    codes = z_start[:, None] + t * (z_end - z_start)[:, None]  # (pairs, steps, D)
+    firsts, lasts = as_images(starts), as_images(ends)
+    decoded = decode_grid(model, codes.reshape(len(codes) * steps, -1))
+    rows = np.concatenate([firsts[:, None], decoded.reshape(len(codes), steps, *firsts.shape[1:]), lasts[:, None]],
+                          axis=1)
+    labels = ["image a", *[f"t={value:.2g}" for value in t.ravel()], "image b"]
+    return image_grid(rows.reshape(-1, *rows.shape[2:]), path, steps + 2, column_labels=labels,
+                      title="straight lines in latent space between pairs of test digits "
+                            "(first and last columns: the digits themselves)")
+
+
+def traversal_codes(center: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Codes (dims·V, D), row-major over (d, v): ``center`` (D,) with z_d replaced by values[d, v]
+    for each of the first ``dims`` dimensions, ``values`` being (dims, V)."""
+    dims, count = values.shape
+    codes = np.repeat(center[None, None, :], dims, axis=0).repeat(count, axis=1)
+    codes[np.arange(dims), :, np.arange(dims)] = values  # row d: dimension d takes each value in turn
+    return codes.reshape(dims * count, -1)
+
+
+@no_grad()
+def traversal(model: Autoencoder, center: np.ndarray, dims: int, path: Path, center_name: str,
+              spread: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 11) -> Path:
+    """Rows: latent dimensions d < ``dims``; columns: g_φ(z) with z = ``center`` except z_d = m_d + v·s_d
+    for ``steps`` values v evenly spaced in [−3, 3]. (m, s) = ``spread``, the mean and standard deviation
+    of each dimension over test codes (an AE's codes have no prior scale), or (0, 1), the prior's."""
+    model.eval()
+    grid = np.linspace(-3, 3, steps)
+    mean, std = spread if spread is not None else (np.zeros(dims), np.ones(dims))
+    values = mean[:dims, None] + std[:dims, None] * grid
+    scale = "the prior's σ" if spread is None else "σ of the test codes, around their mean"
+    return image_grid(decode_grid(model, traversal_codes(center, values)), path, steps,
+                      row_labels=[f"z{d}" for d in range(dims)], column_labels=[f"{v:+.1f}" for v in grid],
+                      xlabel=f"z_d in units of {scale}",
+                      title=f"one latent dimension at a time from −3σ to 3σ, the others at {center_name}")
+
+
+def manifold_codes(size: int) -> np.ndarray:
+    """z = (Φ⁻¹(u₁), Φ⁻¹(u₂)) for u on the grid ((i + ½)/size)_i of (0, 1)², so that every cell holds the
+    same prior mass of N(0, I); (size², 2), row-major with z₂ decreasing down the rows, z₁ growing along."""
+    quantiles = [NormalDist().inv_cdf((i + 0.5) / size) for i in range(size)]
+    z1, z2 = np.meshgrid(quantiles, quantiles[::-1])
+    return np.stack([z1.ravel(), z2.ravel()], axis=1)
+
+
+@no_grad()
+def manifold(model: Autoencoder, path: Path, size: int = 20) -> Path:
+    """The decoded grid g_φ(z) over a 2-D latent space at the codes of ``manifold_codes``."""
+    model.eval()
+    codes = manifold_codes(size)
+    every = math.ceil(size / 20)  # at most about 20 labels, placed symmetrically about the middle
+    labels = [f"{z:+.1f}" if min(i, size - 1 - i) % every == 0 else "" for i, z in enumerate(codes[:size, 0])]
+    return image_grid(decode_grid(model, codes), path, size, row_labels=labels[::-1], column_labels=labels,
+                      xlabel="z1", ylabel="z2",
+                      title="decoded z = Φ⁻¹(u) over a uniform grid of u in (0, 1)²")
+
+
+def principal_components(codes: np.ndarray, count: int = 2) -> tuple[np.ndarray, float]:
+    """(the centered codes projected on their first ``count`` principal directions, the fraction of the
+    variance they explain), from the SVD of the centered codes X − X̄ = U S Vᵀ: projections (X − X̄)V."""
+    centered = codes - codes.mean(axis=0)
+    _, singular_values, directions = np.linalg.svd(centered, full_matrices=False)
+    explained = (singular_values[:count] ** 2).sum() / (singular_values**2).sum()
+    return centered @ directions[:count].T, float(explained)
+
+
+def embedding(codes: np.ndarray, labels: np.ndarray, path: Path, what: str) -> Path:
+    """Scatter of host codes (N, D) colored by digit label; for D > 2 their projection on the first two
+    principal components, for D = 1 the code against the label."""
+    dims = codes.shape[1]
+    if dims > 2:
+        points, explained = principal_components(codes)
+        title = f"{what}: PCA of the {dims}-D codes (2 components, {explained:.0%} of the variance)"
+        axis_names = ("principal component 1", "principal component 2")
+    elif dims == 2:
+        points, title, axis_names = codes, f"{what} in the 2-D latent space", ("z1", "z2")
+    else:
+        points, title, axis_names = np.stack([codes[:, 0], labels], axis=1), f"{what} (1-D)", ("z1", "digit")
+    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    for digit in np.unique(labels):
+        chosen = labels == digit
+        axes.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6,
+                     color=DIGIT_COLORS(int(digit) % 10), label=str(digit), rasterized=True)
+    axes.legend(title="digit", markerscale=4, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+    axes.set_xlabel(axis_names[0])
+    axes.set_ylabel(axis_names[1])
+    axes.set_title(f"{title}\n{len(codes)} test images", fontsize=10)
+    axes.grid(alpha=0.3)
+    return save(figure, path)

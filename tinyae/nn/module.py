@@ -18,6 +18,10 @@ from ..tensor import Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class StateDictError(RuntimeError):
+    """Weights that don't fit a module: missing or unexpected keys, or shape mismatches (all listed)."""
+
+
 class Parameter(Tensor):
     """A Tensor that is a module's learnable weight: always requires grad.
 
@@ -173,7 +177,7 @@ class Module:
         if mismatched:
             problems.append("shape mismatches: " + "; ".join(mismatched))
         if problems:
-            raise RuntimeError(f"error loading state_dict into {type(self).__name__}: " + " | ".join(problems))
+            raise StateDictError(f"error loading state_dict into {type(self).__name__}: " + " | ".join(problems))
         for name, parameter in own.items():
             if name in state_dict:
                 value = state_dict[name]
