@@ -155,3 +155,7 @@ def test_latent_commands_refuse_in_one_line(trained, args, message, capsys):
     assert run(args[0], trained / args[1], *args[2:]) == 1
     error = capsys.readouterr().err
     assert message in error and len(error.strip().splitlines()) == 1
+
+
+def test_gradcheck_command_checks_and_reports():
+    assert run("gradcheck", "--only", "conv2d", "--repeats", "1") == 0

@@ -61,3 +61,9 @@ def test_gradient_that_is_missing_counts_as_zero_and_fails():
     x = random_leaf((2,))
     with pytest.raises(ta.GradcheckError):
         ta.gradcheck(lambda x: x.detach() * 2.0 + x * 0.0, [x])
+
+
+def test_an_input_that_fn_ignores_is_reported_not_passed():
+    used, ignored = random_leaf((3,)), random_leaf((2,), seed=1)
+    with pytest.raises(ta.GradcheckError, match="does not influence"):
+        ta.gradcheck(lambda x, w: x * 2.0, [used, ignored])

@@ -26,6 +26,7 @@ from .data import Batches, DataError, DataNotFoundError, load_mnist
 from .functions import concatenate
 from .models import MODELS, Autoencoder, image_layout
 from .nn.module import StateDictError
+from .testing import catalog as gradcheck_catalog
 from .train import (
     NonFiniteLossError,
     RunError,
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed = run_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
     run_command("plot", "loss curves from metrics.jsonl")
+    gradcheck = commands.add_parser("gradcheck", help=gradcheck_catalog.DESCRIPTION,
+                                    description=gradcheck_catalog.DESCRIPTION)
+    gradcheck_catalog.add_arguments(gradcheck)
     return parser
 
 
@@ -338,6 +342,8 @@ def traverse(args: argparse.Namespace, config: dict, model: Autoencoder) -> Path
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "gradcheck":
+        return gradcheck_catalog.command(args)
     handlers = {"train": command_train, "eval": command_eval}
     try:
         handlers.get(args.command, command_figure)(args)

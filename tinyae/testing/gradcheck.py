@@ -42,20 +42,14 @@ def _project(out: Tensor | Sequence[Tensor], directions: list[np.ndarray]) -> fl
     return float(sum(np.vdot(direction, o.numpy().astype(np.float64)) for direction, o in zip(directions, outs)))
 
 
-def gradcheck(
-    fn: Callable[..., Tensor],
-    inputs: Tensor | Sequence,
-    eps: float = 1e-6,
-    atol: float = 1e-5,
-    rtol: float = 1e-3,
-    seed: int = 0,
-) -> bool:
-    """Check ``fn``'s backward against central finite differences, in float64, element by element.
+def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float = 1e-6,
+              seed: int = 0) -> list[tuple[int, tuple, np.ndarray, np.ndarray]]:
+    """(position, shape, analytic, numeric) for each input that requires grad: the backward's gradient of
+    L = ⟨v, fn(inputs)⟩ (v a fixed random projection) and its central differences, in float64, on the host.
 
     ``inputs`` are Tensors, backend arrays (both copied to float64 leaves; only tensors with
-    ``requires_grad`` are checked) or other arguments, passed through unchanged. ``fn`` returns a Tensor or a tuple of Tensors. An element
-    passes when |analytic − numeric| ≤ atol + rtol·|numeric|. Returns True, or raises GradcheckError naming
-    the input, the first failing element, both values, and the input's max abs and rel errors.
+    ``requires_grad`` are measured) or other arguments, passed through unchanged. Raises GradcheckError
+    when fn does not return float64 tensors or a gradient has the wrong shape or dtype.
     """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     leaves = [_float64_leaf(x, isinstance(x, Tensor) and x.requires_grad) for x in inputs]
@@ -75,9 +69,9 @@ def gradcheck(
     directions = [rng.standard_normal(o.shape) for o in outs]
     for o, direction in zip(outs, directions):
         if o.requires_grad:
-            grad_out = backend.to_backend(direction, o.backend)
-            autograd.backward(o, grad_out, retain_graph=True)
+            autograd.backward(o, backend.to_backend(direction, o.backend), retain_graph=True)
 
+    measured = []
     for position in checked:
         x = leaves[position]
         analytic = np.zeros(x.shape) if x.grad is None else backend.to_backend(x.grad, "numpy")
@@ -96,11 +90,36 @@ def gradcheck(
                 minus = _project(fn(*leaves), directions)
                 x.data[index] = original
                 numeric[index] = (plus - minus) / (2 * eps)
-        _compare(position, x.shape, analytic, numeric, atol, rtol)
+        if x.grad is None and not numeric.any():
+            raise GradcheckError(
+                f"gradcheck: input {position} (shape {x.shape}) does not influence fn's output, so nothing "
+                "about it was checked. fn receives float64 copies of the inputs and must compute with them "
+                "(to check a module's parameters, swap the copies in)"
+            )
+        measured.append((position, x.shape, analytic, numeric))
+    return measured
+
+
+def gradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Tensor | Sequence,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> bool:
+    """Check ``fn``'s backward against central finite differences, in float64, element by element.
+
+    ``inputs`` as for ``gradients``; ``fn`` returns a Tensor or a tuple of Tensors. An element passes when
+    |analytic − numeric| ≤ atol + rtol·|numeric|. Returns True, or raises GradcheckError naming the input,
+    the first failing element, both values, and the input's max abs and rel errors.
+    """
+    for position, shape, analytic, numeric in gradients(fn, inputs, eps, seed):
+        compare(position, shape, analytic, numeric, atol, rtol)
     return True
 
 
-def _compare(position: int, shape, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float) -> None:
+def compare(position: int, shape, analytic: np.ndarray, numeric: np.ndarray, atol: float, rtol: float) -> None:
     abs_error = np.abs(analytic - numeric)
     rel_error = abs_error / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)
     bad = ~(abs_error <= atol + rtol * np.abs(numeric))  # also catches NaN
