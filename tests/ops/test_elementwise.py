@@ -10,21 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyae
+from tests.ops.helpers import check_op
 from tests.conftest import to_numpy
 from tinyae.testing.strategies import arrays, broadcastable_shapes, shapes
-
-
-def check_op(op, reference, *arrays_):
-    """``op`` on tensors matches ``reference`` on the NumPy arrays to 1e-12 relative, keeps float32
-    (output and gradients) and passes gradcheck."""
-    tensors = [tinyae.tensor(array, requires_grad=True) for array in arrays_]
-    np.testing.assert_allclose(op(*tensors).numpy(), reference(*arrays_), rtol=1e-12, atol=0, strict=True)
-    singles = [tinyae.tensor(array.astype(np.float32), requires_grad=True) for array in arrays_]
-    out = op(*singles)
-    assert out.dtype == np.float32
-    out.sum().backward()
-    assert all(single.grad.dtype == np.float32 for single in singles)
-    tinyae.gradcheck(op, tensors)
 
 
 def arrays_of_any_shape(**options):

@@ -1,6 +1,8 @@
 """Gradient checks for the shape ops: reshape, transpose, .T, broadcast_to, flatten, indexing (basic,
 integer arrays with repeated indices, boolean masks), concatenate, stack and split."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -8,26 +10,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyae
+from tests.ops.helpers import check_op
 from tests.conftest import to_numpy
 from tinyae.testing.strategies import arrays, shapes
 
 
-def check_op(op, reference, *arrays_):
-    """``op`` on tensors matches ``reference`` on the NumPy arrays exactly (shape ops copy numbers), keeps
-    float32 (outputs and gradients) and passes gradcheck. ``op`` may return a list of tensors (split)."""
-    tensors = [tinyae.tensor(array, requires_grad=True) for array in arrays_]
-    for out, expected in zip(as_list(op(*tensors)), as_list(reference(*arrays_)), strict=True):
-        np.testing.assert_array_equal(out.numpy(), expected, strict=True)
-    singles = [tinyae.tensor(array.astype(np.float32), requires_grad=True) for array in arrays_]
-    outs = as_list(op(*singles))
-    assert all(out.dtype == np.float32 for out in outs)
-    sum(out.sum() for out in outs).backward()
-    assert all(single.grad.dtype == np.float32 for single in singles)
-    tinyae.gradcheck(op, tensors)
-
-
-def as_list(out):
-    return out if isinstance(out, list) else [out]
+check_op_exact = functools.partial(check_op, exact=True)  # shape ops only move numbers
 
 
 def arrays_of_any_shape(min_dims=0):
@@ -47,9 +35,9 @@ def array_and_new_shape(draw):
 @given(case=array_and_new_shape())
 def test_reshape_with_ints_and_with_a_tuple(case):
     x, new_shape = case
-    check_op(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
-    check_op(lambda t: t.reshape(new_shape), lambda a: a.reshape(new_shape), x)
-    check_op(lambda t: tinyae.reshape(t, new_shape), lambda a: a.reshape(new_shape), x)
+    check_op_exact(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
+    check_op_exact(lambda t: t.reshape(new_shape), lambda a: a.reshape(new_shape), x)
+    check_op_exact(lambda t: tinyae.reshape(t, new_shape), lambda a: a.reshape(new_shape), x)
 
 
 @given(case=array_and_new_shape(), data=st.data())
@@ -57,43 +45,43 @@ def test_reshape_with_minus_one(case, data):
     x, new_shape = case
     new_shape = list(new_shape) or [1]
     new_shape[data.draw(st.integers(0, len(new_shape) - 1))] = -1
-    check_op(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
+    check_op_exact(lambda t: t.reshape(*new_shape), lambda a: a.reshape(new_shape), x)
 
 
 @given(x=arrays_of_any_shape())
 def test_flatten(x):
-    check_op(lambda t: t.flatten(), lambda a: a.flatten(), x)
+    check_op_exact(lambda t: t.flatten(), lambda a: a.flatten(), x)
 
 
 @given(x=arrays_of_any_shape())
 def test_transpose_reverses_axes_by_default(x):
-    check_op(lambda t: t.transpose(), lambda a: a.transpose(), x)
-    check_op(lambda t: t.T, lambda a: a.T, x)
-    check_op(tinyae.transpose, np.transpose, x)
+    check_op_exact(lambda t: t.transpose(), lambda a: a.transpose(), x)
+    check_op_exact(lambda t: t.T, lambda a: a.T, x)
+    check_op_exact(tinyae.transpose, np.transpose, x)
 
 
 @given(x=arrays_of_any_shape(), data=st.data())
 def test_transpose_with_axes(x, data):
     axes = data.draw(st.permutations(range(x.ndim)))
     negative_axes = [axis - x.ndim for axis in axes]
-    check_op(lambda t: t.transpose(*axes), lambda a: a.transpose(axes), x)
-    check_op(lambda t: t.transpose(tuple(axes)), lambda a: a.transpose(axes), x)
-    check_op(lambda t: t.transpose(negative_axes), lambda a: a.transpose(axes), x)
-    check_op(lambda t: tinyae.transpose(t, negative_axes), lambda a: a.transpose(axes), x)
+    check_op_exact(lambda t: t.transpose(*axes), lambda a: a.transpose(axes), x)
+    check_op_exact(lambda t: t.transpose(tuple(axes)), lambda a: a.transpose(axes), x)
+    check_op_exact(lambda t: t.transpose(negative_axes), lambda a: a.transpose(axes), x)
+    check_op_exact(lambda t: tinyae.transpose(t, negative_axes), lambda a: a.transpose(axes), x)
 
 
 @given(x=arrays_of_any_shape(), data=st.data())
 def test_broadcast_to(x, data):
     other = data.draw(hnp.broadcastable_shapes(x.shape, max_dims=3, max_side=4))
     target = np.broadcast_shapes(x.shape, other)
-    check_op(lambda t: t.broadcast_to(target), lambda a: np.broadcast_to(a, target), x)
-    check_op(lambda t: tinyae.broadcast_to(t, target), lambda a: np.broadcast_to(a, target), x)
+    check_op_exact(lambda t: t.broadcast_to(target), lambda a: np.broadcast_to(a, target), x)
+    check_op_exact(lambda t: tinyae.broadcast_to(t, target), lambda a: np.broadcast_to(a, target), x)
 
 
 @given(x=arrays_of_any_shape(min_dims=1), data=st.data())
 def test_basic_indexing(x, data):
     index = data.draw(hnp.basic_indices(x.shape, allow_newaxis=True, allow_ellipsis=True))
-    check_op(lambda t: t[index], lambda a: a[index], x)
+    check_op_exact(lambda t: t[index], lambda a: a[index], x)
 
 
 BASIC_INDICES = {
@@ -111,7 +99,7 @@ BASIC_INDICES = {
 @pytest.mark.parametrize("index", BASIC_INDICES.values(), ids=BASIC_INDICES)
 @given(x=arrays((3, 4, 2)))
 def test_each_kind_of_basic_index(index, x):
-    check_op(lambda t: t[index], lambda a: a[index], x)
+    check_op_exact(lambda t: t[index], lambda a: a[index], x)
 
 
 def positions_along(length):
@@ -125,7 +113,7 @@ def test_integer_array_index_with_repeats(container, x, data):
     positions = data.draw(positions_along(len(x)))
     positions.append(positions[0])  # at least one element is picked twice
     index = container(positions)
-    check_op(lambda t: t[index], lambda a: a[index], x)
+    check_op_exact(lambda t: t[index], lambda a: a[index], x)
 
     grad_out = data.draw(arrays((len(positions),) + x.shape[1:]))
     tensor = tinyae.tensor(x, requires_grad=True)
@@ -140,8 +128,8 @@ def test_integer_array_index_with_repeats(container, x, data):
 def test_integer_arrays_with_slices_and_ellipsis(x, data):
     rows = data.draw(positions_along(x.shape[0]))
     columns = data.draw(positions_along(x.shape[-1]))
-    check_op(lambda t: t[rows, 1:], lambda a: a[rows, 1:], x)
-    check_op(lambda t: t[..., np.array(columns)], lambda a: a[..., columns], x)
+    check_op_exact(lambda t: t[rows, 1:], lambda a: a[rows, 1:], x)
+    check_op_exact(lambda t: t[..., np.array(columns)], lambda a: a[..., columns], x)
 
 
 @st.composite
@@ -156,14 +144,14 @@ def array_and_mask(draw):
 def test_boolean_mask_from_a_comparison(case):
     x, mask = case
     mask_tensor = tinyae.tensor(np.where(mask, 1.0, -1.0)) > 0
-    check_op(lambda t: t[mask_tensor], lambda a: a[mask], x)
+    check_op_exact(lambda t: t[mask_tensor], lambda a: a[mask], x)
 
 
 @pytest.mark.parametrize("container", [lambda mask: mask.tolist(), np.asarray], ids=["list", "numpy"])
 @given(case=array_and_mask())
 def test_boolean_mask_list_or_numpy(container, case):
     x, mask = case
-    check_op(lambda t: t[container(mask)], lambda a: a[mask], x)
+    check_op_exact(lambda t: t[container(mask)], lambda a: a[mask], x)
 
 
 @st.composite
@@ -185,7 +173,7 @@ def arrays_to_join(draw, same_shape):
 @given(case=arrays_to_join(same_shape=False))
 def test_concatenate(case):
     parts, axis = case
-    check_op(
+    check_op_exact(
         lambda *ts: tinyae.concatenate(list(ts), axis=axis), lambda *a: np.concatenate(a, axis=axis), *parts
     )
 
@@ -193,7 +181,7 @@ def test_concatenate(case):
 @given(case=arrays_to_join(same_shape=True))
 def test_stack(case):
     parts, axis = case
-    check_op(lambda *ts: tinyae.stack(list(ts), axis=axis), lambda *a: np.stack(a, axis=axis), *parts)
+    check_op_exact(lambda *ts: tinyae.stack(list(ts), axis=axis), lambda *a: np.stack(a, axis=axis), *parts)
 
 
 @st.composite
@@ -207,13 +195,13 @@ def test_split_into_equal_sections(case, data):
     x, axis = case
     length = x.shape[axis]
     sections = data.draw(st.sampled_from([n for n in range(1, length + 1) if length % n == 0]))
-    check_op(lambda t: tinyae.split(t, sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
-    check_op(lambda t: t.split(sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
+    check_op_exact(lambda t: tinyae.split(t, sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
+    check_op_exact(lambda t: t.split(sections, axis=axis), lambda a: np.split(a, sections, axis=axis), x)
 
 
 @given(case=array_and_axis(), data=st.data())
 def test_split_at_indices(case, data):
     x, axis = case
     indices = data.draw(st.lists(st.integers(0, x.shape[axis]), max_size=3))
-    check_op(lambda t: tinyae.split(t, indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
-    check_op(lambda t: t.split(indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
+    check_op_exact(lambda t: tinyae.split(t, indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
+    check_op_exact(lambda t: t.split(indices, axis=axis), lambda a: np.split(a, indices, axis=axis), x)
