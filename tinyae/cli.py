@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--beta", type=non_negative_float, help="weight of the KL term: β-VAE (default 1)")
     model.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="p(x|z) of a VAE (default bernoulli)")
     model.add_argument("--decoder", choices=["transpose", "upsample"], help="conv decoder kind (default transpose)")
-    model.add_argument("--sparsity", type=non_negative_float, help="weight λ of the sparsity penalty (default 1e-3)")
+    model.add_argument("--sparsity", type=non_negative_float, help="weight λ of the sparsity penalty (default 1)")
     model.add_argument("--penalty", choices=["l1", "kl"], help="sparsity penalty (default l1)")
     model.add_argument("--noise", type=non_negative_float, help="denoising: σ, or p for --noise-type mask (default 0.3)")
     model.add_argument("--noise-type", choices=["gaussian", "mask"], help="denoising corruption (default gaussian)")

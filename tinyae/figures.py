@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .autograd import no_grad  # noqa: E402
@@ -74,6 +75,7 @@ def loss_curves(metrics: list[dict], path: Path) -> Path:
         for split, style in (("train", "-o"), ("test", "--s")):
             axis.plot(epochs, [record.get(f"{split}_{name}") for record in metrics], style, label=split, markersize=3)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(f"{name} (nats per image)")
         axis.legend()
         axis.grid(alpha=0.3)

