@@ -16,17 +16,7 @@ from tinyae import nn, ops
 from tinyae.autograd import Function
 from tinyae.tensor import ToBackend
 from tinyae.testing import catalog
-
-
-class WrongSquare(Function):
-    """y = x², with a backward that forgets the factor 2 (a negative control; test-local, so uncatalogued)."""
-
-    def forward(self, x):
-        self.x = x
-        return x * x
-
-    def backward(self, grad_out):
-        return grad_out * self.x
+from tests.test_gradcheck import WrongSquare  # a negative control; test-local, so uncatalogued
 
 
 def _draw_wrong_square(rng: np.random.Generator) -> catalog.Case:
