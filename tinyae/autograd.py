@@ -92,7 +92,7 @@ class Function:
                 if array_type is None:
                     array_type, first = type(array), array
                 elif type(array) is not array_type:
-                    _raise_mixed_backends(cls, first, array)
+                    raise_mixed_backends(cls.__name__, first, array)
         record = _grad_enabled and any(needs_grad)
         function = cls()
         function.needs_input_grad = tuple(needs_grad) if record else (False,) * len(inputs)
@@ -117,7 +117,8 @@ class Function:
 Function.inputs = None
 
 
-def _raise_mixed_backends(op: type, first, second) -> None:
+def raise_mixed_backends(operation: str, first, second) -> None:
+    """The TypeError for an operation whose operands live on two backends, naming both."""
     names = []
     for array in (first, second):
         try:
@@ -125,7 +126,7 @@ def _raise_mixed_backends(op: type, first, second) -> None:
         except TypeError:
             names.append(type(array).__name__)
     raise TypeError(
-        f"{op.__name__}: operands live on different backends ({names[0]} and {names[1]}); "
+        f"{operation}: operands live on different backends ({names[0]} and {names[1]}); "
         f"move them to one backend first with Tensor.to(...)"
     )
 

@@ -229,7 +229,7 @@ class Tensor:
         other = _operand(other, self)
         other_data = other.data if isinstance(other, Tensor) else other
         if not isinstance(other_data, _SCALARS) and type(other_data) is not type(self.data):
-            autograd._raise_mixed_backends(type(self), self.data, other_data)
+            autograd.raise_mixed_backends("comparison", self.data, other_data)
         return Tensor._make(compare(self.data, other_data), False, None)
 
     def __lt__(self, other):
@@ -294,7 +294,7 @@ class Tensor:
         """``x.reshape(2, 3)`` or ``x.reshape((2, 3))``; one axis may be -1."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return shape_op_reshape(self, shape)
+        return _reshape(self, shape)
 
     def transpose(self, *axes):
         """``x.transpose()`` reverses the axes; ``x.transpose(1, 0, 2)`` or ``x.transpose((1, 0, 2))``."""
@@ -309,7 +309,7 @@ class Tensor:
     def flatten(self):
         """The elements in row-major order as a 1-D tensor (a view when the layout allows, unlike NumPy's
         ``flatten``, which always copies; tensors are never modified in place by ops, so it makes no difference)."""
-        return shape_op_reshape(self, (-1,))
+        return _reshape(self, (-1,))
 
     def broadcast_to(self, shape_):
         return shape_ops.BroadcastTo.apply(self, shape=tuple(shape_))
@@ -337,7 +337,7 @@ def _binary(op: type[autograd.Function], a, b) -> Tensor:
         ) from None
 
 
-def shape_op_reshape(x: Tensor, new_shape) -> Tensor:
+def _reshape(x: Tensor, new_shape) -> Tensor:
     return shape_ops.Reshape.apply(x, shape=tuple(int(n) for n in new_shape))
 
 
@@ -373,12 +373,9 @@ def _index_on_backend(index, data):
     if isinstance(index, np.ndarray):
         return index.copy()  # the graph keeps the index: later changes by the caller must not reach it
     if backend.is_array(index) and type(index) is not type(data):
-        autograd._raise_mixed_backends(GetItemIndex, data, index)
+        autograd.raise_mixed_backends("indexing", data, index)
     return index
 
-
-class GetItemIndex:
-    """Named in the error raised when an index array lives on another backend than the tensor."""
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:

@@ -24,10 +24,6 @@ from .autograd import no_grad
 from .data import Batches, load_mnist
 from .models import MODELS, image_layout
 
-RUN_FILES = ("config.json", "checkpoint.npz")
-TRAINING_KEYS = ("dataset", "data_dir", "binarize", "batch_size", "lr", "optimizer", "seed", "limit",
-                 "test_limit", "kl_warmup", "backend")
-
 
 class RunError(ValueError):
     """A run folder that is missing, not a run, or incompatible with what was asked."""
