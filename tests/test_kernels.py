@@ -22,6 +22,7 @@ def sigmoid(x):
 
 
 REFERENCES = {
+    "relu": (lambda x, _: (x,), lambda x: np.maximum(x, 0)),
     "relu_backward": (lambda g, y: (g, np.maximum(y, 0)), lambda g, y: g * (y > 0)),
     "sigmoid_backward": (lambda g, x: (g, sigmoid(x)), lambda g, y: g * y * (1 - y)),
     "tanh_backward": (lambda g, x: (g, np.tanh(x)), lambda g, y: g * (1 - y**2)),

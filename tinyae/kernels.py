@@ -5,7 +5,8 @@ every intermediate in registers) and a NumPy *twin* computing the same thing wit
 array type of the first argument picks the implementation:
 
 * ``cupy.ndarray``: the compiled ElementwiseKernel (compiled once, on first use);
-* ``numpy.ndarray``: the twin;
+* ``numpy.ndarray``: the same CUDA body compiled as a C loop (``ckernels.CompiledLoop``) where that loop
+  vectorizes, else the twin (strided arguments, no C compiler, ``exp``/``log`` without a SIMD C library);
 * the strict backend: ``strict_call``, which checks the call against the kernel's declared signature as
   CuPy would (argument count, dtypes of typed and type-placeholder parameters, scalar vs array, that the
   body assigns every output) and then runs the twin. A call that CuPy would reject fails in CI this way.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .ckernels import CompiledLoop
 from .testing import strict
 
 _PARAM = re.compile(r"^(raw\s+)?(\w+)\s+(\w+)$")
@@ -51,11 +53,13 @@ class Kernel:
             if parameter in ("i", "n") or parameter.startswith("_"):
                 raise ValueError(f"kernel {name}: {parameter!r} is reserved by CuPy")
         self._compiled = None
+        self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation)
 
     def __call__(self, *args):
         kind = type(args[0])
         if kind is np.ndarray:
-            return self.twin(*args)
+            result = self.cpu_loop(*args)
+            return self.twin(*args) if result is NotImplemented else result
         if kind is strict.StrictArray:
             return strict_call(self, args)
         if self._compiled is None:
@@ -96,7 +100,13 @@ def strict_call(kernel: Kernel, args: tuple):
     return None if result is None else strict.StrictArray(np.asarray(result))
 
 
-# Activation backwards: ∂L/∂x from ∂L/∂y and the saved output y (or mask) --------------------------------
+# Activations: ReLU's forward (np.maximum's NaN handling makes it slow on the CPU), and the backwards, each
+# ∂L/∂x from ∂L/∂y and the saved output y (or mask) ---------------------------------------------------------
+
+relu = Kernel(
+    "relu", "T x", "T y", "y = x < 0 ? (T)0 : x",  # NaN < 0 is false: NaN passes through, as in np.maximum
+    lambda x: np.maximum(x, x.dtype.type(0)),
+)
 
 relu_backward = Kernel(
     "relu_backward", "T grad, T out", "T grad_in", "grad_in = out > 0 ? grad : (T)0",
@@ -108,7 +118,7 @@ leaky_relu_backward = Kernel(
     lambda grad, positive, slope: np.where(positive, grad, grad * slope),
 )
 sigmoid_backward = Kernel(
-    "sigmoid_backward", "T grad, T out", "T grad_in", "grad_in = grad * out * (1 - out)",
+    "sigmoid_backward", "T grad, T out", "T grad_in", "grad_in = grad * (out * (1 - out))",
     lambda grad, out: grad * (out * (1 - out)),
 )
 tanh_backward = Kernel(
@@ -117,7 +127,7 @@ tanh_backward = Kernel(
 )
 softplus_backward = Kernel(
     "softplus_backward", "T grad, T exp_scaled, bool linear", "T grad_in",
-    "grad_in = linear ? grad : grad * exp_scaled / (exp_scaled + 1)",
+    "grad_in = linear ? grad : grad * (exp_scaled / (exp_scaled + 1))",
     lambda grad, exp_scaled, linear: np.where(linear, grad, grad * (exp_scaled / (exp_scaled + 1))),
 )
 
@@ -141,8 +151,7 @@ def _bce_with_logits_twin(x, t):
     loss = positive - t  # (1 − t) where x ≥ 0, (0 − t) where x < 0: times x, that is max(x, 0) − x·t
     loss *= x
     loss += log1p_e
-    slope = e.copy()  # σ(x) = 1/(1 + e) for x ≥ 0 and e/(1 + e) for x < 0
-    np.copyto(slope, 1, where=positive)
+    slope = np.maximum(e, positive)  # σ(x) = 1/(1 + e) for x ≥ 0 (where e ≤ 1) and e/(1 + e) for x < 0
     slope /= u
     slope -= t
     return loss, slope
@@ -200,28 +209,28 @@ reparameterize = Kernel(
 CHUNK = 65536  # elements per slice of the Adam twin: its 13 passes then run in cache, not in main memory
 
 
-def _adam_twin(grad, beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay, decoupled_decay,
-               param, exp_avg, exp_avg_sq):
+def _adam_twin(grad, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps,
+               weight_decay, decoupled_decay, param, exp_avg, exp_avg_sq):
     """The update in NumPy, slice by slice over flat buffers (elementwise, so slicing changes no bit)."""
+    scalars = (one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
+               decoupled_decay)
     if param.ndim != 1 or param.size <= CHUNK:
-        return _adam_slice(grad, beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                           decoupled_decay, param, exp_avg, exp_avg_sq)
+        return _adam_slice(grad, *scalars, param, exp_avg, exp_avg_sq)
     for start in range(0, param.size, CHUNK):
         part = slice(start, start + CHUNK)
-        _adam_slice(grad[part], beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
-                    decoupled_decay, param[part], exp_avg[part], exp_avg_sq[part])
+        _adam_slice(grad[part], *scalars, param[part], exp_avg[part], exp_avg_sq[part])
 
 
-def _adam_slice(grad, beta1, beta2, step_size, bias_correction2_sqrt, eps, weight_decay, decoupled_decay,
-                param, exp_avg, exp_avg_sq):
+def _adam_slice(grad, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps,
+                weight_decay, decoupled_decay, param, exp_avg, exp_avg_sq):
     if decoupled_decay != 1.0:
         param *= decoupled_decay
     if weight_decay != 0.0:
         grad = grad + weight_decay * param
     difference = grad - exp_avg  # m ← m + (1 − β₁)(g − m), torch.lerp's form for weights < ½
-    difference *= 1 - beta1
+    difference *= one_minus_beta1
     exp_avg += difference
-    squared = grad * (1 - beta2)
+    squared = grad * one_minus_beta2
     squared *= grad
     exp_avg_sq *= beta2
     exp_avg_sq += squared
@@ -235,13 +244,14 @@ def _adam_slice(grad, beta1, beta2, step_size, bias_correction2_sqrt, eps, weigh
 
 adam = Kernel(
     "adam",
-    "T grad, T beta1, T beta2, T step_size, T bias_correction2_sqrt, T eps, T weight_decay, T decoupled_decay",
+    "T grad, T one_minus_beta1, T beta2, T one_minus_beta2, T step_size, T bias_correction2_sqrt, T eps, "
+    "T weight_decay, T decoupled_decay",
     "T param, T exp_avg, T exp_avg_sq",
     """
     param = param * decoupled_decay;
     T g = grad + weight_decay * param;
-    exp_avg += (g - exp_avg) * (1 - beta1);
-    exp_avg_sq = exp_avg_sq * beta2 + g * (1 - beta2) * g;
+    exp_avg += (g - exp_avg) * one_minus_beta1;
+    exp_avg_sq = exp_avg_sq * beta2 + g * one_minus_beta2 * g;
     param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);
     """,
     _adam_twin,

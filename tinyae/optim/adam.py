@@ -120,7 +120,7 @@ class Adam(Optimizer):
 
         The parameters' arrays and their moments are views into three flat buffers per group (built on
         first use, rebuilt whenever a parameter's array or a state array was replaced, e.g. by
-        ``load_state_dict``); the gradients are gathered into a fourth. Used when every parameter of the
+        ``load_state_dict``); the gradients are copied into a fourth. Used when every parameter of the
         group has a gradient, all share dtype, backend and step count, and neither amsgrad nor maximize is
         on. It computes exactly what the per-parameter loop computes, in the same order of operations.
         """
@@ -134,16 +134,16 @@ class Adam(Optimizer):
                                   for p in params):
             return False
         layout = self._flat_layout(group)
-        xp = backend.array_module(first)
-        grads = xp.concatenate([p.grad.reshape(-1) for p in params])
         step = steps.pop() + 1
         for param in params:
             self.state[param]["step"] = step
         lr, weight_decay = float(group["lr"]), float(group["weight_decay"])
         decoupled = bool(group["decoupled_weight_decay"])
-        kernels.adam(grads, beta1, beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5, float(group["eps"]),
-                     0.0 if decoupled else weight_decay, 1.0 - lr * weight_decay if decoupled else 1.0,
-                     layout["param"], layout["exp_avg"], layout["exp_avg_sq"])
+        scalars = (1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5,
+                   float(group["eps"]), 0.0 if decoupled else weight_decay, 1.0 - lr * weight_decay if decoupled else 1.0)
+        xp = backend.array_module(first)
+        grads = xp.concatenate([p.grad.reshape(-1) for p in params], out=layout["grad"])
+        kernels.adam(grads, *scalars, layout["param"], layout["exp_avg"], layout["exp_avg_sq"])
         return True
 
     def _flat_layout(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +168,7 @@ class Adam(Optimizer):
                 views.append(view)
                 offset += size
             layout[key], layout[f"{key}_views"] = flat, views
+        layout["grad"] = xp.empty(sum(sizes), dtype=params[0].dtype)  # the gradients are gathered here
         for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
             param.data = view
             self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v

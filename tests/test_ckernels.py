@@ -1,0 +1,109 @@
+"""The kernels' CUDA bodies compiled as C loops for NumPy arrays: equal to their twins (bit for bit where the
+body is arithmetic, to rounding where it calls exp or log), used only where they apply, and a missing
+compiler costs speed, never a result."""
+
+import numpy as np
+import pytest
+
+from tinyae import ckernels, kernels
+
+rng = np.random.default_rng(7)
+SHAPE = (37, 29)  # odd sizes: the vector loop's remainder runs too
+
+
+def normal(dtype):
+    return rng.standard_normal(SHAPE).astype(dtype)
+
+
+def adam_arguments(dtype):
+    return (normal(dtype), 0.1, 0.999, 0.001, 1e-3 / 0.1, 0.05, 1e-8, 0.01, 1.0,
+            normal(dtype), normal(dtype), np.abs(normal(dtype)))
+
+
+ARGUMENTS = {  # kernel name → arguments for a dtype; outputs given (after the inputs) are updated in place
+    "relu": lambda d: (normal(d),),
+    "relu_backward": lambda d: (normal(d), np.maximum(normal(d), 0)),
+    "leaky_relu_backward": lambda d: (normal(d), normal(d) > 0, 0.01),
+    "sigmoid_backward": lambda d: (normal(d), 1 / (1 + np.exp(-normal(d)))),
+    "tanh_backward": lambda d: (normal(d), np.tanh(normal(d))),
+    "softplus_backward": lambda d: (normal(d), np.exp(np.minimum(normal(d), 1)), normal(d) > 1),
+    "bce_with_logits": lambda d: (5 * normal(d), rng.random(SHAPE).astype(d)),
+    "gaussian_kl": lambda d: (normal(d), normal(d)),
+    "reparameterize": lambda d: (normal(d), normal(d), normal(d)),
+    "adam": adam_arguments,
+}
+
+
+def test_every_kernel_is_covered():
+    assert set(ARGUMENTS) == {name for name, value in vars(kernels).items() if isinstance(value, kernels.Kernel)}
+
+
+def run_both(kernel, arguments):
+    """(compiled result, twin result), each on its own copy of the arguments; in-place outputs returned."""
+    results = []
+    for run in (kernel.cpu_loop, kernel.twin):
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+        result = run(*copies)
+        assert result is not NotImplemented
+        if len(copies) > len(kernel.inputs):
+            result = tuple(copies[len(kernel.inputs):])
+        results.append(result if isinstance(result, tuple) else (result,))
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(ARGUMENTS))
+def test_compiled_loop_equals_the_twin(name, dtype):
+    kernel = getattr(kernels, name)
+    if not kernel.cpu_loop.vectorizes:
+        pytest.skip(f"{name} calls {sorted(kernel.cpu_loop.math_calls)}: no SIMD versions in this C library")
+    compiled, twin = run_both(kernel, ARGUMENTS[name](dtype))
+    for got, want in zip(compiled, twin):
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        if kernel.cpu_loop.math_calls:  # libm's exp/log against NumPy's: a few units in the last place
+            eps = np.finfo(dtype).eps  # (absolute too: σ(x) − t cancels, its error is relative to σ's scale, 1)
+            np.testing.assert_allclose(got, want, rtol=8 * eps, atol=8 * eps)
+        else:  # same operations in the same order, no fused multiply-add: the same bits
+            assert np.array_equal(got, want)
+
+
+def test_special_values_match_the_twin():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 88.0, -88.0, 1e4, -1e4], np.float32)
+    target = np.full_like(x, 0.3)
+    compiled, twin = run_both(kernels.bce_with_logits, (x, target))
+    for got, want in zip(compiled, twin):
+        np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    (relu,), _ = run_both(kernels.relu, (x,))
+    assert np.isnan(relu[4]) and np.array_equal(relu[[2, 3, 9, 10]], [np.inf, 0, 1e4, 0])
+
+
+def test_arguments_the_loop_does_not_take_go_to_the_twin():
+    grad, out = normal(np.float32), normal(np.float32)
+    assert kernels.relu_backward.cpu_loop(grad.T, out.T) is NotImplemented  # strided
+    assert kernels.relu_backward.cpu_loop(grad, out[:1]) is NotImplemented  # broadcast
+    assert kernels.relu_backward.cpu_loop(grad, out.astype(np.float64)) is NotImplemented  # mixed dtypes
+    assert kernels.relu_backward.cpu_loop(grad.astype(np.float16), out.astype(np.float16)) is NotImplemented
+    np.testing.assert_array_equal(kernels.relu_backward(grad.T, out.T), grad.T * (out.T > 0))
+
+
+def test_the_generated_source_is_the_body_in_a_loop():
+    source = kernels.adam.cpu_loop.source((np.dtype(np.float32),) * 12, (True,) + (False,) * 8 + (True,) * 3, True)
+    assert "typedef float T;" in source and "const float *_grad" in source and "float exp_avg = _exp_avg[i];" in source
+    assert "exp_avg += (g - exp_avg) * one_minus_beta1;" in source and "_param[i] = param;" in source
+    assert "libmvec" not in source and "SIMD" not in source  # no exp/log: no vector-math declarations
+    assert "SIMD" in kernels.bce_with_logits.cpu_loop.source((np.dtype(np.float32),) * 4, (True,) * 4, False)
+
+
+def test_bodies_calling_scalar_only_math_keep_their_twin():
+    loop = ckernels.CompiledLoop("tanh_forward", [("T", "x")], [("T", "y")], "y = tanh(x)")
+    assert loop.math_calls == {"tanh"} and not loop.vectorizes
+    assert loop(normal(np.float32)) is NotImplemented
+
+
+def test_without_a_compiler_the_twins_run_after_one_warning(monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setattr(ckernels, "_compiler_error", None)
+    loop = ckernels.CompiledLoop("scale", [("T", "x")], [("T", "y")], "y = 2 * x")
+    with pytest.warns(RuntimeWarning, match="(?s)could not compile its CPU kernels.*nonexistent"):
+        assert loop(normal(np.float32)) is NotImplemented
+    assert loop(normal(np.float64)) is NotImplemented  # no second attempt, no second warning
