@@ -66,23 +66,28 @@ class CompiledLoop:
 
     def __call__(self, *args):
         shape = args[0].shape
-        kinds = []
+        kinds, call = [], [args[0].size]  # call: the C function's arguments, n first
         for value in args:
             if type(value) is np.ndarray:
                 if value.shape != shape or not value.flags.c_contiguous:
                     return NotImplemented
                 kinds.append(value.dtype)
+                call.append(_address(value))
             else:
                 kinds.append(None)
+                call.append(value)
         kinds = tuple(kinds)
-        if kinds not in self._prepared:
-            self._prepared[kinds] = self._prepare(kinds)
-        if self._prepared[kinds] is None:
+        prepared = self._prepared.get(kinds, False)
+        if prepared is False:
+            prepared = self._prepared[kinds] = self._prepare(kinds)
+        if prepared is None:
             return NotImplemented
-        function, dtypes = self._prepared[kinds]
-        outputs = args[len(self.inputs):] or tuple(np.empty(shape, dtype) for dtype in dtypes[len(self.inputs):])
-        function(args[0].size, *(value.ctypes.data if type(value) is np.ndarray else value
-                                 for value in args[:len(self.inputs)] + outputs))
+        function, dtypes = prepared
+        outputs = args[len(self.inputs):]
+        if not outputs:
+            outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[len(self.inputs):])
+            call += [_address(output) for output in outputs]
+        function(*call)
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _prepare(self, kinds: tuple) -> tuple | None:
@@ -142,6 +147,14 @@ class CompiledLoop:
                 f"void {self.name}({', '.join(parameters)}) {{\n"
                 f"    for (ptrdiff_t i = 0; i < _n; i++) {{\n        {' '.join(loads)}\n"
                 f"        {{{self.operation};}}\n        {' '.join(stores)}\n    }}\n}}\n")
+
+
+def _address(array: np.ndarray) -> int:
+    """The address of an array's first byte (``from_buffer`` is 3x faster than ``array.ctypes.data``)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty
+        return array.ctypes.data
 
 
 def _is_placeholder(type_name: str) -> bool:
