@@ -6,7 +6,8 @@ array type of the first argument picks the implementation:
 
 * ``cupy.ndarray``: the compiled ElementwiseKernel (compiled once, on first use);
 * ``numpy.ndarray``: the same CUDA body compiled as a C loop (``ckernels.CompiledLoop``) where that loop
-  vectorizes, else the twin (strided arguments, no C compiler, ``exp``/``log`` without a SIMD C library);
+  vectorizes, else the twin (small or strided arguments, no C compiler, ``exp``/``log`` without a SIMD C
+  library);
 * the strict backend: ``strict_call``, which checks the call against the kernel's declared signature as
   CuPy would (argument count, dtypes of typed and type-placeholder parameters, scalar vs array, that the
   body assigns every output) and then runs the twin. A call that CuPy would reject fails in CI this way.
@@ -25,6 +26,7 @@ import numpy as np
 from .ckernels import CompiledLoop
 from .testing import strict
 
+MIN_COMPILED_SIZE = 1024  # below this, a compiled call's ~7 µs of Python and ctypes costs more than the twin
 _PARAM = re.compile(r"^(raw\s+)?(\w+)\s+(\w+)$")
 
 
@@ -58,7 +60,7 @@ class Kernel:
     def __call__(self, *args):
         kind = type(args[0])
         if kind is np.ndarray:
-            result = self.cpu_loop(*args)
+            result = self.cpu_loop(*args) if args[0].size >= MIN_COMPILED_SIZE else NotImplemented
             return self.twin(*args) if result is NotImplemented else result
         if kind is strict.StrictArray:
             return strict_call(self, args)

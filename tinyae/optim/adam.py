@@ -176,7 +176,7 @@ class Adam(Optimizer):
                 views.append(view)
                 offset += size
             layout[key], layout[f"{key}_views"] = flat, views
-        layout["grad"] = xp.empty(sum(sizes), dtype=params[0].dtype)  # the gradients are gathered here
+        layout["grad"] = None if xp is np else xp.empty(sum(sizes), dtype=params[0].dtype)  # gradients, gathered
         for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
             param.data = view
             self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v
