@@ -37,9 +37,9 @@ def unfused():
     """Replace every kernel with its NumPy-style twin run through CuPy's array functions (several launches)."""
     import cupy
 
-    for kernel in (kernels.relu_backward, kernels.sigmoid_backward, kernels.bce_with_logits, kernels.gaussian_kl,
-                   kernels.reparameterize, kernels.adam):
-        kernel._compiled = _twin_on(cupy, kernel.twin)
+    for kernel in vars(kernels).values():
+        if isinstance(kernel, kernels.Kernel):  # (Adam's twin only adds slicing for CPU caches: run one slice)
+            kernel._compiled = _twin_on(cupy, kernels._adam_slice if kernel is kernels.adam else kernel.twin)
 
 
 def _twin_on(cupy, twin):
