@@ -83,6 +83,9 @@ def test_arguments_the_loop_does_not_take_go_to_the_twin():
     assert kernels.relu_backward.cpu_loop(grad, out[:1]) is NotImplemented  # broadcast
     assert kernels.relu_backward.cpu_loop(grad, out.astype(np.float64)) is NotImplemented  # mixed dtypes
     assert kernels.relu_backward.cpu_loop(grad.astype(np.float16), out.astype(np.float16)) is NotImplemented
+    frozen = normal(np.float32)
+    frozen.flags.writeable = False
+    assert kernels.relu_backward.cpu_loop(grad, out, frozen) is NotImplemented  # a read-only output
     np.testing.assert_array_equal(kernels.relu_backward(grad.T, out.T), grad.T * (out.T > 0))
 
 

@@ -53,11 +53,11 @@ _compiler_error: str | None = None  # set once a build has failed: no further at
 
 
 class CompiledLoop:
-    """``kernel``'s body as a C loop over C-contiguous arrays of one shape (scalars broadcast).
+    """A kernel's body as a C loop over C-contiguous arrays of one shape (scalars broadcast).
 
     ``__call__`` returns the outputs, as CuPy does, or ``NotImplemented`` when the arguments don't suit the
-    loop (strided or broadcast arrays, a dtype other than float32/float64/bool) or no compiler works; the
-    caller then runs the twin.
+    loop (strided or broadcast arrays, read-only outputs, a dtype other than float32/float64/bool) or no
+    compiler works; the caller then runs the twin.
     """
 
     def __init__(self, name: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]], operation: str):
@@ -84,6 +84,8 @@ class CompiledLoop:
             return NotImplemented
         function, dtypes = prepared
         outputs = args[len(self.inputs):]
+        if any(not output.flags.writeable for output in outputs):
+            return NotImplemented  # (the twin raises NumPy's error)
         if not outputs:
             outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[len(self.inputs):])
             call += [_address(output) for output in outputs]
