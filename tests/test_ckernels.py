@@ -35,7 +35,8 @@ ARGUMENTS = {  # kernel name → arguments for a dtype; outputs given (after the
 
 
 def test_every_kernel_is_covered():
-    assert set(ARGUMENTS) == {name for name, value in vars(kernels).items() if isinstance(value, kernels.Kernel)}
+    defined = {name for name, value in vars(kernels).items() if isinstance(value, kernels.Kernel)}
+    assert set(ARGUMENTS) == defined
 
 
 def run_both(kernel, arguments):
@@ -61,7 +62,7 @@ def test_compiled_loop_equals_the_twin(name, dtype):
     for got, want in zip(compiled, twin):
         assert got.dtype == want.dtype == dtype and got.shape == want.shape
         if kernel.cpu_loop.math_calls:  # libm's exp/log against NumPy's: a few units in the last place
-            eps = np.finfo(dtype).eps  # (absolute too: σ(x) − t cancels, its error is relative to σ's scale, 1)
+            eps = np.finfo(dtype).eps  # absolute too: σ(x) − t cancels; its error scales with σ ≤ 1
             np.testing.assert_allclose(got, want, rtol=8 * eps, atol=8 * eps)
         else:  # same operations in the same order, no fused multiply-add: the same bits
             assert np.array_equal(got, want)
@@ -73,8 +74,16 @@ def test_special_values_match_the_twin():
     compiled, twin = run_both(kernels.bce_with_logits, (x, target))
     for got, want in zip(compiled, twin):
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
-    (relu,), _ = run_both(kernels.relu, (x,))
+    (relu,), (relu_twin,) = run_both(kernels.relu, (x,))
     assert np.isnan(relu[4]) and np.array_equal(relu[[2, 3, 9, 10]], [np.inf, 0, 1e4, 0])
+    assert np.array_equal(np.signbit(relu), np.signbit(relu_twin))
+    assert not np.signbit(relu[1])  # relu(−0) = +0
+
+
+def test_read_only_inputs_are_read_in_place():
+    grad, out = normal(np.float32), normal(np.float32)
+    grad.flags.writeable = out.flags.writeable = False
+    np.testing.assert_array_equal(kernels.relu_backward.cpu_loop(grad, out), grad * (out > 0))
 
 
 def test_arguments_the_loop_does_not_take_go_to_the_twin():
@@ -83,6 +92,13 @@ def test_arguments_the_loop_does_not_take_go_to_the_twin():
     assert kernels.relu_backward.cpu_loop(grad, out[:1]) is NotImplemented  # broadcast
     assert kernels.relu_backward.cpu_loop(grad, out.astype(np.float64)) is NotImplemented  # mixed dtypes
     assert kernels.relu_backward.cpu_loop(grad.astype(np.float16), out.astype(np.float16)) is NotImplemented
+    loop = kernels.relu_backward.cpu_loop
+    assert loop(grad) is NotImplemented  # too few arguments
+    assert loop(grad, out, grad.copy(), grad.copy()) is NotImplemented  # too many
+    assert loop(grad, out, 1.0) is NotImplemented  # a scalar output
+    assert loop(grad, out.view(type("Subclass", (np.ndarray,), {}))) is NotImplemented
+    misaligned = np.zeros(out.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(SHAPE)
+    assert not misaligned.flags.aligned and loop(grad, misaligned) is NotImplemented
     frozen = normal(np.float32)
     frozen.flags.writeable = False
     assert kernels.relu_backward.cpu_loop(grad, out, frozen) is NotImplemented  # a read-only output
@@ -90,8 +106,10 @@ def test_arguments_the_loop_does_not_take_go_to_the_twin():
 
 
 def test_the_generated_source_is_the_body_in_a_loop():
-    source = kernels.adam.cpu_loop.source((np.dtype(np.float32),) * 12, (True,) + (False,) * 8 + (True,) * 3, True)
-    assert "typedef float T;" in source and "const float *_grad" in source and "float exp_avg = _exp_avg[i];" in source
+    is_array = (True,) + (False,) * 8 + (True,) * 3  # grad, eight scalars, param and the two moments
+    source = kernels.adam.cpu_loop.source((np.dtype(np.float32),) * 12, is_array, True)
+    assert "typedef float T;" in source and "const float *_grad" in source
+    assert "float exp_avg = _exp_avg[i];" in source
     assert "exp_avg += (g - exp_avg) * one_minus_beta1;" in source and "_param[i] = param;" in source
     assert "libmvec" not in source and "SIMD" not in source  # no exp/log: no vector-math declarations
     assert "SIMD" in kernels.bce_with_logits.cpu_loop.source((np.dtype(np.float32),) * 4, (True,) * 4, False)
@@ -103,10 +121,42 @@ def test_bodies_calling_scalar_only_math_keep_their_twin():
     assert loop(normal(np.float32)) is NotImplemented
 
 
-def test_without_a_compiler_the_twins_run_after_one_warning(monkeypatch):
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setattr(ckernels, "_compiler_error", None)
+@pytest.fixture
+def fresh_compiler_state(monkeypatch):
+    """Forget what was learned about the C compiler, before and after the test."""
+    ckernels.compiler_works.cache_clear()
+    ckernels.vector_math_available.cache_clear()
+    yield monkeypatch
+    ckernels.compiler_works.cache_clear()
+    ckernels.vector_math_available.cache_clear()
+
+
+def test_without_a_compiler_the_twins_run_after_one_warning(fresh_compiler_state):
+    fresh_compiler_state.setenv("CC", "/nonexistent/cc")
     loop = ckernels.CompiledLoop("scale", [("T", "x")], [("T", "y")], "y = 2 * x")
     with pytest.warns(RuntimeWarning, match="(?s)could not compile its CPU kernels.*nonexistent"):
         assert loop(normal(np.float32)) is NotImplemented
     assert loop(normal(np.float64)) is NotImplemented  # no second attempt, no second warning
+    x = normal(np.float32)
+    np.testing.assert_array_equal(kernels.relu(x), np.maximum(x, 0))  # (relu's loop was built before)
+
+
+def test_a_kernel_that_does_not_compile_keeps_its_twin_alone():
+    broken = ckernels.CompiledLoop("broken", [("T", "x")], [("T", "y")], "y = x +")
+    with pytest.warns(RuntimeWarning, match="kernel 'broken' does not compile"):
+        assert broken(normal(np.float32)) is NotImplemented
+    working = ckernels.CompiledLoop("triple", [("T", "x")], [("T", "y")], "y = 3 * x")
+    x = normal(np.float32)
+    np.testing.assert_array_equal(working(x), 3 * x)  # the compiler was not written off
+
+
+def test_small_arrays_take_the_twin_and_large_ones_the_loop(monkeypatch):
+    calls = []
+    loop = kernels.relu_backward.cpu_loop
+    monkeypatch.setattr(kernels.relu_backward, "cpu_loop", lambda *args: calls.append(args) or loop(*args))
+    small = np.ones(kernels.MIN_COMPILED_SIZE - 1, np.float32)
+    large = np.ones(kernels.MIN_COMPILED_SIZE, np.float32)
+    kernels.relu_backward(small, small)
+    assert not calls
+    kernels.relu_backward(large, large)
+    assert len(calls) == 1

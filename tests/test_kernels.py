@@ -104,7 +104,7 @@ class UnfusedAdam(optim.Adam):
 @pytest.mark.parametrize("kind, options", [(optim.Adam, {}), (optim.Adam, {"weight_decay": 0.1}),
                                            (optim.AdamW, {"weight_decay": 0.1})])
 def test_fused_adam_equals_the_per_parameter_loop(kind, options):
-    shapes = [(4, 3), (3,), (2, 2, 2)]
+    shapes = [(4, 3), (3,), (2, 2, 2), (40, 30)]  # the last one large enough for the compiled loop
     values = arrays(*shapes, dtype=np.float32)
     fused_params = [ta.tensor(v, requires_grad=True) for v in values]
     plain_params = [ta.tensor(v, requires_grad=True) for v in values]

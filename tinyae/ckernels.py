@@ -30,108 +30,135 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-C_TYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double),
-           np.dtype(np.bool_): ("bool", ctypes.c_bool)}
+
+class CType(NamedTuple):
+    name: str  # in the C source
+    ctype: type  # for ctypes' argument conversion
+
+
+C_TYPES = {
+    np.dtype(np.float32): CType("float", ctypes.c_float),
+    np.dtype(np.float64): CType("double", ctypes.c_double),
+    np.dtype(np.bool_): CType("bool", ctypes.c_bool),
+}
+SCALARS = (int, float, np.number, np.bool_)
 FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
-NATIVE = ["-march=native"]  # tried first; some compilers (or CPUs) refuse it, then the loop builds without
+NATIVE = ["-march=native"]  # tried first; some compilers (or CPUs) refuse it, then the loops build without
 HEADER = "#include <stdbool.h>\n#include <stddef.h>\n#include <tgmath.h>\n"
-VECTOR_MATH = """#if defined __GNUC__ && !defined __clang__ && defined __x86_64__ && __GLIBC_PREREQ(2, 35)
+VECTOR_MATH = """#if defined __GNUC__ && !defined __clang__ && defined __x86_64__ && defined __GLIBC_PREREQ
+#if __GLIBC_PREREQ(2, 35)
 #define SIMD __attribute__((__simd__("notinbranch")))  /* libmvec has these: GCC may vectorize calls */
 float expf(float) SIMD; float expm1f(float) SIMD; float logf(float) SIMD; float log1pf(float) SIMD;
-double (exp)(double) SIMD; double (expm1)(double) SIMD; double (log)(double) SIMD; double (log1p)(double) SIMD;
-#else
+double (exp)(double) SIMD; double (expm1)(double) SIMD;
+double (log)(double) SIMD; double (log1p)(double) SIMD;
+#define TINYAE_VECTOR_MATH
+#endif
+#endif
+#ifndef TINYAE_VECTOR_MATH
 #error "no SIMD versions of exp and log in this C library"
 #endif
 """
-VECTOR_FUNCTIONS = {"exp", "expm1", "log", "log1p"}  # those VECTOR_MATH declares
-_LIBM_CALL = re.compile(r"\b(exp|expm1|exp2|log|log1p|log2|log10|pow|tanh|sinh|cosh|sin|cos|tan|erf|erfc)\s*\(")
-
-_compiler_error: str | None = None  # set once a build has failed: no further attempts, the twins run
+ALWAYS_VECTORIZED = {"sqrt", "fabs"}  # single instructions
+VECTOR_FUNCTIONS = {"exp", "expm1", "log", "log1p"}  # vectorized where VECTOR_MATH compiles
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+_C_KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof"}
+_flag_sets = [NATIVE, []]  # NATIVE is dropped once it fails where the plain flags work
 
 
 class CompiledLoop:
     """A kernel's body as a C loop over C-contiguous arrays of one shape (scalars broadcast).
 
     ``__call__`` returns the outputs, as CuPy does, or ``NotImplemented`` when the arguments don't suit the
-    loop (strided or broadcast arrays, read-only outputs, a dtype other than float32/float64/bool) or no
-    compiler works; the caller then runs the twin.
+    loop (strided, broadcast, misaligned or subclassed arrays, read-only outputs, a dtype other than
+    float32/float64/bool, a wrong number of arguments) or no compiler works; the caller then runs the twin.
     """
 
-    def __init__(self, name: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]], operation: str):
-        self.name, self.inputs, self.outputs, self.operation = name, inputs, outputs, operation
-        self._prepared: dict[tuple, tuple | None] = {}  # argument dtypes (None: a scalar) → (function, dtypes)
+    def __init__(self, name: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]],
+                 operation: str, preamble: str = ""):
+        self.name, self.inputs, self.outputs = name, inputs, outputs
+        self.operation, self.preamble = operation, preamble
+        # the arguments' dtypes (None: a scalar) → (function, the parameters' dtypes), or None: use the twin
+        self._prepared: dict[tuple, tuple | None] = {}
 
     def __call__(self, *args):
-        shape = args[0].shape
-        kinds, call = [], [args[0].size]  # call: the C function's arguments, n first
-        for value in args:
-            if type(value) is np.ndarray:
-                if value.shape != shape or not value.flags.c_contiguous:
-                    return NotImplemented
-                kinds.append(value.dtype)
-                call.append(_address(value))
-            else:
-                kinds.append(None)
-                call.append(value)
-        kinds = tuple(kinds)
-        prepared = self._prepared.get(kinds, False)
-        if prepared is False:
-            prepared = self._prepared[kinds] = self._prepare(kinds)
-        if prepared is None:
+        inputs = len(self.inputs)
+        if len(args) not in (inputs, inputs + len(self.outputs)):
             return NotImplemented
-        function, dtypes = prepared
-        outputs = args[len(self.inputs):]
-        if any(not output.flags.writeable for output in outputs):
-            return NotImplemented  # (the twin raises NumPy's error)
+        shape = args[0].shape
+        arg_dtypes, call = [], [args[0].size]  # call: the C function's arguments, n first
+        for index, value in enumerate(args):
+            if type(value) is np.ndarray:
+                flags = value.flags
+                if value.shape != shape or not (flags.c_contiguous and flags.aligned) or (
+                        index >= inputs and not flags.writeable):
+                    return NotImplemented
+                arg_dtypes.append(value.dtype)
+                call.append(_address(value))
+            elif index < inputs and isinstance(value, SCALARS):
+                arg_dtypes.append(None)
+                call.append(value)
+            else:  # an ndarray subclass, a scalar as an output, anything else
+                return NotImplemented
+        arg_dtypes = tuple(arg_dtypes)
+        if arg_dtypes not in self._prepared:
+            self._prepared[arg_dtypes] = self._prepare(arg_dtypes)
+        if self._prepared[arg_dtypes] is None:
+            return NotImplemented
+        function, dtypes = self._prepared[arg_dtypes]
+        outputs = args[inputs:]
         if not outputs:
-            outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[len(self.inputs):])
+            outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[inputs:])
             call += [_address(output) for output in outputs]
         function(*call)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _prepare(self, kinds: tuple) -> tuple | None:
+    def _prepare(self, arg_dtypes: tuple) -> tuple | None:
         """Resolve the parameters' dtypes for arguments of these dtypes (None: scalar) and build the loop;
         None where it can't run them (a dtype mismatch, a dtype C_TYPES lacks, no compiler)."""
         declared = self.inputs + self.outputs
         placeholders: dict[str, np.dtype] = {}
-        for (type_name, _), kind in zip(declared, kinds):
-            if kind is not None and _is_placeholder(type_name) and placeholders.setdefault(type_name, kind) != kind:
-                return None
+        for (type_name, _), dtype in zip(declared, arg_dtypes):
+            if dtype is not None and _is_placeholder(type_name):
+                if placeholders.setdefault(type_name, dtype) != dtype:
+                    return None
         dtypes = [placeholders.get(t) if _is_placeholder(t) else np.dtype(t) for t, _ in declared]
         if any(dtype not in C_TYPES for dtype in dtypes) or any(
-                kind is not None and kind != dtype for kind, dtype in zip(kinds, dtypes)):
+                given is not None and given != dtype for given, dtype in zip(arg_dtypes, dtypes)):
             return None
         if not self.vectorizes:
             return None
-        given_outputs = len(kinds) > len(self.inputs)
-        is_array = tuple(kind is not None for kind in kinds) + (True,) * (len(declared) - len(kinds))
-        library = _build(self.source(tuple(dtypes), is_array, given_outputs), self.math_calls)
+        given_outputs = len(arg_dtypes) > len(self.inputs)
+        missing_outputs = len(declared) - len(arg_dtypes)  # allocated by __call__: arrays too
+        is_array = tuple(dtype is not None for dtype in arg_dtypes) + (True,) * missing_outputs
+        library = _build(self.name, self.source(tuple(dtypes), is_array, given_outputs),
+                         ["-lmvec"] if self.math_calls else [])
         if library is None:
             return None
         function = getattr(library, self.name)
-        function.argtypes = [ctypes.c_ssize_t] + [ctypes.c_void_p if array else C_TYPES[dtype][1]
+        function.argtypes = [ctypes.c_ssize_t] + [ctypes.c_void_p if array else C_TYPES[dtype].ctype
                                                   for dtype, array in zip(dtypes, is_array)]
         function.restype = None
         return function, dtypes
 
     @functools.cached_property
     def math_calls(self) -> set[str]:
-        """The C-library math functions the body calls (other than ``sqrt`` and ``fabs``)."""
-        return set(_LIBM_CALL.findall(self.operation))
+        """The functions the body calls, other than ``sqrt`` and ``fabs`` (single instructions)."""
+        return set(_CALL.findall(self.preamble + self.operation)) - _C_KEYWORDS - ALWAYS_VECTORIZED
 
     @functools.cached_property
     def vectorizes(self) -> bool:
-        """Whether the compiled loop beats the twin: the body's math calls all have SIMD versions here."""
+        """Whether the compiled loop beats the twin: the body's calls all have SIMD versions here."""
         return not self.math_calls or (self.math_calls <= VECTOR_FUNCTIONS and vector_math_available())
 
     def source(self, dtypes: tuple, is_array: tuple, given_outputs: bool) -> str:
         """The C text of the loop for these argument dtypes and kinds (array or scalar)."""
         parameters, loads, stores = ["ptrdiff_t _n"], [], []
         for index, ((_, name), dtype, array) in enumerate(zip(self.inputs + self.outputs, dtypes, is_array)):
-            c_type = C_TYPES[dtype][0]
+            c_type = C_TYPES[dtype].name
             output = index >= len(self.inputs)
             if not array:
                 parameters.append(f"{c_type} {name}")
@@ -142,10 +169,10 @@ class CompiledLoop:
                 stores.append(f"_{name}[i] = {name};")
             else:
                 loads.append(f"const {c_type} {name} = _{name}[i];")
-        placeholders = {t: C_TYPES[dtype][0] for (t, _), dtype in zip(self.inputs + self.outputs, dtypes)
+        placeholders = {t: C_TYPES[dtype].name for (t, _), dtype in zip(self.inputs + self.outputs, dtypes)
                         if _is_placeholder(t)}
         typedefs = "".join(f"typedef {c_type} {t};\n" for t, c_type in placeholders.items())
-        return (f"{HEADER}{VECTOR_MATH if self.math_calls else ''}{typedefs}\n"
+        return (f"{HEADER}{VECTOR_MATH if self.math_calls else ''}{typedefs}{self.preamble}\n"
                 f"void {self.name}({', '.join(parameters)}) {{\n"
                 f"    for (ptrdiff_t i = 0; i < _n; i++) {{\n        {' '.join(loads)}\n"
                 f"        {{{self.operation};}}\n        {' '.join(stores)}\n    }}\n}}\n")
@@ -164,37 +191,56 @@ def _is_placeholder(type_name: str) -> bool:
 
 
 @functools.cache
+def compiler_works() -> bool:
+    """Whether ``$CC`` builds and loads a trivial library here; if not, one warning: the twins will run."""
+    result = _compile("void probe(void) {}\n", [])
+    if isinstance(result, str):
+        warnings.warn(f"tinyae could not compile its CPU kernels, so their NumPy twins run instead (slower); "
+                      f"set CC to a working C compiler to fix this. The attempt:\n{result[:1000]}",
+                      RuntimeWarning, stacklevel=6)
+        return False
+    return True
+
+
+@functools.cache
 def vector_math_available() -> bool:
     """Whether the C compiler and library here vectorize ``exp``/``log`` calls (VECTOR_MATH compiles)."""
-    return not isinstance(_compile(f"{HEADER}{VECTOR_MATH}void probe(void) {{}}\n", ["-lmvec"]), str)
+    probe = f"{HEADER}{VECTOR_MATH}void probe(void) {{}}\n"
+    return compiler_works() and not isinstance(_compile(probe, ["-lmvec"]), str)
 
 
-def _build(source: str, math_calls: set[str]) -> ctypes.CDLL | None:
-    """Compile and load ``source``; None, with one warning per process, if no compiler works."""
-    global _compiler_error
-    if _compiler_error is not None:
+def _build(name: str, source: str, libraries: list[str]) -> ctypes.CDLL | None:
+    """Compile and load one kernel's ``source``; None (the twin runs) if no compiler works or it fails."""
+    if not compiler_works():
         return None
-    library = _compile(source, ["-lmvec"] if math_calls else [])
-    if isinstance(library, str):
-        _compiler_error = library
-        warnings.warn(f"tinyae could not compile its CPU kernels, so their NumPy twins run instead (slower); set "
-                      f"CC to a working C compiler to fix this. The last attempt:\n{library[:1000]}",
-                      RuntimeWarning, stacklevel=4)
+    library = _compile(source, libraries)
+    if isinstance(library, str):  # the compiler works, so the kernel's body is at fault
+        warnings.warn(f"tinyae's CPU kernel {name!r} does not compile, so its NumPy twin runs instead; this "
+                      f"is a bug in tinyae, please report it:\n{library[:1000]}",
+                      RuntimeWarning, stacklevel=5)
         return None
     return library
 
 
 def _compile(source: str, libraries: list[str]) -> ctypes.CDLL | str:
-    """The shared library built from ``source``, loaded; or the last compiler error, as text."""
+    """The shared library built from ``source``, loaded; or what went wrong, as text."""
     compiler = shlex.split(os.environ.get("CC", "cc"))
-    with tempfile.TemporaryDirectory(prefix="tinyae-kernel-", ignore_cleanup_errors=True) as directory:
-        c_file, library = Path(directory, "kernel.c"), Path(directory, "kernel.so")
-        c_file.write_text(source)
-        for extra in (NATIVE, []):
-            command = [*compiler, *FLAGS, *extra, str(c_file), "-o", str(library), *libraries, "-lm"]
-            try:
-                subprocess.run(command, check=True, capture_output=True, text=True)
-                return ctypes.CDLL(str(library))  # loaded, so the file may go with the directory
-            except (OSError, subprocess.CalledProcessError) as error:
-                error_text = f"{' '.join(command)}\n{getattr(error, 'stderr', None) or error}".strip()
-    return error_text
+    problem = ""
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinyae-kernel-", ignore_cleanup_errors=True) as directory:
+            c_file, library = Path(directory, "kernel.c"), Path(directory, "kernel.so")
+            c_file.write_text(source)
+            for extra in list(_flag_sets):
+                command = [*compiler, *FLAGS, *extra, str(c_file), "-o", str(library), *libraries, "-lm"]
+                try:
+                    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+                    loaded = ctypes.CDLL(str(library))  # loaded, so the file may go with the directory
+                except (OSError, subprocess.SubprocessError) as error:
+                    problem = f"{' '.join(command)}\n{getattr(error, 'stderr', None) or error}".strip()
+                    continue
+                if extra != NATIVE and NATIVE in _flag_sets:
+                    _flag_sets.remove(NATIVE)  # refused by this compiler or CPU: don't try it again
+                return loaded
+    except OSError as error:  # no writable temporary directory
+        problem = f"{type(error).__name__}: {error}"
+    return problem

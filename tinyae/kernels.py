@@ -55,7 +55,7 @@ class Kernel:
             if parameter in ("i", "n") or parameter.startswith("_"):
                 raise ValueError(f"kernel {name}: {parameter!r} is reserved by CuPy")
         self._compiled = None
-        self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation)
+        self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation, preamble)
 
     def __call__(self, *args):
         kind = type(args[0])
@@ -106,7 +106,7 @@ def strict_call(kernel: Kernel, args: tuple):
 # ∂L/∂x from ∂L/∂y and the saved output y (or mask) ---------------------------------------------------------
 
 relu = Kernel(
-    "relu", "T x", "T y", "y = x < 0 ? (T)0 : x",  # NaN < 0 is false: NaN passes through, as in np.maximum
+    "relu", "T x", "T y", "y = x <= 0 ? (T)0 : x",  # NaN <= 0 is false: NaN passes (as np.maximum); −0 → +0
     lambda x: np.maximum(x, x.dtype.type(0)),
 )
 
@@ -197,7 +197,7 @@ def _reparameterize_twin(mu, logvar, eps):
 reparameterize = Kernel(
     "reparameterize", "T mu, T logvar, T eps", "T z, T half_std_eps",
     """
-    T std_eps = exp(0.5 * logvar) * eps;
+    T std_eps = exp((T)0.5 * logvar) * eps;
     z = mu + std_eps;
     half_std_eps = 0.5 * std_eps;
     """,
@@ -251,7 +251,7 @@ adam = Kernel(
     "T param, T exp_avg, T exp_avg_sq",
     """
     param = param * decoupled_decay;
-    T g = grad + weight_decay * param;
+    T g = weight_decay == 0 ? grad : grad + weight_decay * param;  /* as the twin: 0*inf would be NaN */
     exp_avg += (g - exp_avg) * one_minus_beta1;
     exp_avg_sq = exp_avg_sq * beta2 + g * one_minus_beta2 * g;
     param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);

@@ -118,14 +118,15 @@ class Adam(Optimizer):
 
     # The multi-tensor path: one kernel over flat buffers ------------------------------------------------
     def _fused_step(self, group: dict[str, Any]) -> bool:
-        """Update the whole group with one ``kernels.adam`` call over flat buffers; False if it can't.
+        """Update the whole group with the fused ``kernels.adam`` over flat buffers; False if it can't.
 
         The parameters' arrays and their moments are views into three flat buffers per group (built on
         first use, rebuilt whenever a parameter's array or a state array was replaced, e.g. by
-        ``load_state_dict``); the gradients are copied into a fourth. (On NumPy, where a call costs no launch,
-        the kernel runs once per parameter on the views instead, which saves that copy.) Used when every parameter of the
-        group has a gradient, all share dtype, backend and step count, and neither amsgrad nor maximize is
-        on. It computes exactly what the per-parameter loop computes, in the same order of operations.
+        ``load_state_dict``); the gradients are copied into a fourth for one launch. (On NumPy, where a call
+        costs no launch, the kernel runs once per parameter on the views instead, which saves that copy.)
+        Used when every parameter of the group has a gradient, all share dtype, backend and step count, and
+        neither amsgrad nor maximize is on. It computes exactly what the per-parameter loop computes, in the
+        same order of operations.
         """
         params = group["params"]
         beta1, beta2 = (float(beta) for beta in group["betas"])
@@ -143,7 +144,8 @@ class Adam(Optimizer):
         lr, weight_decay = float(group["lr"]), float(group["weight_decay"])
         decoupled = bool(group["decoupled_weight_decay"])
         scalars = (1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5,
-                   float(group["eps"]), 0.0 if decoupled else weight_decay, 1.0 - lr * weight_decay if decoupled else 1.0)
+                   float(group["eps"]), 0.0 if decoupled else weight_decay,
+                   1.0 - lr * weight_decay if decoupled else 1.0)
         xp = backend.array_module(first)
         if xp is np:  # on the CPU a call per parameter costs microseconds, less than gathering the gradients
             for param, *views in zip(params, layout["param_views"], layout["exp_avg_views"],
@@ -176,7 +178,7 @@ class Adam(Optimizer):
                 views.append(view)
                 offset += size
             layout[key], layout[f"{key}_views"] = flat, views
-        layout["grad"] = None if xp is np else xp.empty(sum(sizes), dtype=params[0].dtype)  # gradients, gathered
+        layout["grad"] = None if xp is np else xp.empty(sum(sizes), dtype=params[0].dtype)  # for the gather
         for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
             param.data = view
             self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v
