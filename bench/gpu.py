@@ -39,7 +39,7 @@ def unfused():
 
     for kernel in vars(kernels).values():
         if isinstance(kernel, kernels.Kernel):  # (Adam's twin only adds slicing for CPU caches: run one slice)
-            kernel._compiled = _twin_on(cupy, kernels._adam_slice if kernel is kernels.adam else kernel.twin)
+            kernel._cupy_kernel = _twin_on(cupy, kernels._adam_slice if kernel is kernels.adam else kernel.twin)
 
 
 def _twin_on(cupy, twin):

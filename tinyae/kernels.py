@@ -54,7 +54,7 @@ class Kernel:
         for _, parameter in self.inputs + self.outputs:
             if parameter in ("i", "n") or parameter.startswith("_"):
                 raise ValueError(f"kernel {name}: {parameter!r} is reserved by CuPy")
-        self._compiled = None
+        self._cupy_kernel = None
         self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation, preamble)
 
     def __call__(self, *args):
@@ -64,12 +64,12 @@ class Kernel:
             return self.twin(*args) if result is NotImplemented else result
         if kind is strict.StrictArray:
             return strict_call(self, args)
-        if self._compiled is None:
+        if self._cupy_kernel is None:
             import cupy
 
-            self._compiled = cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name,
+            self._cupy_kernel = cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name,
                                                     preamble=self.preamble)
-        return self._compiled(*args)
+        return self._cupy_kernel(*args)
 
     def __repr__(self) -> str:
         return f"Kernel({self.name}: ({self.in_params}) -> ({self.out_params}))"
