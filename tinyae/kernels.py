@@ -26,7 +26,7 @@ import numpy as np
 from .ckernels import CompiledLoop
 from .testing import strict
 
-MIN_COMPILED_SIZE = 1024  # below this, a compiled call's ~7 µs of Python and ctypes costs more than the twin
+MIN_COMPILED_SIZE = 1024  # below this, a compiled call's ~7 µs of Python and ctypes costs more than a short twin
 _PARAM = re.compile(r"^(raw\s+)?(\w+)\s+(\w+)$")
 
 
@@ -44,8 +44,10 @@ def _parse(params: str) -> list[tuple[str, str]]:
 class Kernel:
     """A fused elementwise computation: ``in_params``/``out_params``/``operation`` for CuPy, ``twin`` for NumPy."""
 
-    def __init__(self, name: str, in_params: str, out_params: str, operation: str, twin: Callable, preamble: str = ""):
+    def __init__(self, name: str, in_params: str, out_params: str, operation: str, twin: Callable,
+                 preamble: str = "", min_compiled_size: int = MIN_COMPILED_SIZE):
         self.name, self.in_params, self.out_params = name, in_params, out_params
+        self.min_compiled_size = min_compiled_size  # smaller arrays take the twin on the CPU
         self.operation, self.twin, self.preamble = operation, twin, preamble
         self.inputs, self.outputs = _parse(in_params), _parse(out_params)
         for _, output in self.outputs:
@@ -60,7 +62,7 @@ class Kernel:
     def __call__(self, *args):
         kind = type(args[0])
         if kind is np.ndarray:
-            result = self.cpu_loop(*args) if args[0].size >= MIN_COMPILED_SIZE else NotImplemented
+            result = self.cpu_loop(*args) if args[0].size >= self.min_compiled_size else NotImplemented
             return self.twin(*args) if result is NotImplemented else result
         if kind is strict.StrictArray:
             return strict_call(self, args)
@@ -257,6 +259,7 @@ adam = Kernel(
     param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);
     """,
     _adam_twin,
+    min_compiled_size=0,  # the twin makes 13 passes: a compiled call is cheaper at any size
 )
 """Adam (decoupled_decay = 1 − γλ for AdamW, weight_decay = λ for Adam's L2 term, else 1 and 0):
 m ← m + (1 − β₁)(g − m);  v ← β₂v + (1 − β₂)g²;  θ ← θ − step_size·m / (√v/√(1 − β₂ᵗ) + ε)."""
