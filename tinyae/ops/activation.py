@@ -2,7 +2,8 @@
 
 Each is elementwise, so ∂L/∂x = ∂L/∂y ⊙ f′(x). sigmoid and softplus are computed in forms that never
 overflow (no warnings even at |x| = 1e4), and each backward reuses what the forward already computed, in
-one fused kernel on the GPU (``tinyae.kernels``; its NumPy twin on the CPU).
+one fused kernel (``tinyae.kernels``: CUDA on the GPU, the same body compiled as C or its NumPy twin on
+the CPU).
 """
 
 from __future__ import annotations
