@@ -130,6 +130,19 @@ def test_cuda_bodies_compile(c_type, tmp_path):
     assert result.returncode == 0, f"{source.read_text()}\n{result.stderr}"
 
 
+def test_adam_twin_slices_any_contiguous_shape_without_changing_a_bit():
+    shape = (300, 300)  # 90,000 elements: more than one slice of kernels.CHUNK
+    grad, param, exp_avg = arrays(shape, shape, shape, dtype=np.float32)
+    exp_avg_sq = np.abs(arrays(shape, dtype=np.float32)[0])
+    scalars = (0.1, 0.999, 0.001, 1e-3, 0.5, 1e-8, 0.01, 0.999)
+    whole = [a.copy() for a in (param, exp_avg, exp_avg_sq)]
+    kernels._adam_slice(grad, *scalars, *whole)
+    sliced = [a.copy() for a in (param, exp_avg, exp_avg_sq)]
+    kernels._adam_twin(grad, *scalars, *sliced)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, sliced))
+    assert not np.array_equal(sliced[0], param)  # it did update, in place
+
+
 class UnfusedAdam(optim.Adam):
     def _fused_step(self, group):
         return False

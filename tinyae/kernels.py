@@ -215,11 +215,14 @@ CHUNK = 65536  # elements per slice of the Adam twin: its 13 passes then run in 
 
 def _adam_twin(grad, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps,
                weight_decay, decoupled_decay, param, exp_avg, exp_avg_sq):
-    """The update in NumPy, slice by slice over flat buffers (elementwise, so slicing changes no bit)."""
+    """The update in NumPy, slice by slice over the flattened arrays (elementwise: slicing changes no bit)."""
     scalars = (one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
                decoupled_decay)
-    if param.ndim != 1 or param.size <= CHUNK:
+    updated = (param, exp_avg, exp_avg_sq)
+    if param.size <= CHUNK or not all(array.flags.c_contiguous for array in updated):
         return _adam_slice(grad, *scalars, param, exp_avg, exp_avg_sq)
+    # views of the arrays to update (grad's may be a copy: it is only read)
+    grad, param, exp_avg, exp_avg_sq = (array.reshape(-1) for array in (grad, *updated))
     for start in range(0, param.size, CHUNK):
         part = slice(start, start + CHUNK)
         _adam_slice(grad[part], *scalars, param[part], exp_avg[part], exp_avg_sq[part])
