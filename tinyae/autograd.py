@@ -32,6 +32,8 @@ from . import backend
 
 if TYPE_CHECKING:
     from .tensor import Tensor
+else:
+    Tensor = None  # set by tinyae.tensor once the class exists (that module imports this one first)
 
 _grad_enabled = True
 
@@ -75,8 +77,6 @@ class Function:
         Positional inputs are Tensors, backend arrays or Python/NumPy scalars; keyword options are
         passed to ``forward`` unchanged. Arrays of two different backends raise a TypeError.
         """
-        from .tensor import Tensor
-
         arrays = []
         needs_grad = []
         array_type = None
@@ -137,8 +137,6 @@ def topological_order(root: Tensor) -> list[Tensor]:
     Iterative depth-first search: a tensor is appended after all tensors it depends on (post-order);
     reversing that list puts the root first and the leaves last.
     """
-    from .tensor import Tensor
-
     order: list[Tensor] = []
     visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
@@ -172,8 +170,6 @@ def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
     Gradients of intermediate tensors live in a local dict and are summed there (out of place) when a
     tensor feeds several consumers; only leaves and tensors that called ``retain_grad()`` keep theirs.
     """
-    from .tensor import Tensor
-
     order = topological_order(root)
     grads = {id(root): grad_out}
     stored: set[int] = set()  # memory owners of the arrays handed out as .grad in this call

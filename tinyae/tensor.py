@@ -378,6 +378,9 @@ def _index_on_backend(index, data):
 
 
 
+autograd.Tensor = Tensor  # the engine tests isinstance(value, Tensor) in its hot loops; see autograd.py
+
+
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     """Same as ``Tensor(data, requires_grad, dtype)`` (PyTorch's spelling)."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
