@@ -160,3 +160,87 @@ def test_small_arrays_take_the_twin_and_large_ones_the_loop(monkeypatch):
     assert not calls
     kernels.relu_backward(large, large)
     assert len(calls) == 1
+
+
+# Kernel.foreach: many tensors in one call ---------------------------------------------------------------
+
+FOREACH_SHAPES = [(37, 29), (29,), (3, 5, 7), (1,)]
+ADAM_SCALARS = (0.1, 0.999, 0.001, 1e-2, 0.05, 1e-8, 0.01, 0.999)
+scaled_add = kernels.Kernel("scaled_add", "T x, T w", "T acc", "acc += w * x",  # an in-place kernel
+                            lambda x, w, acc: np.add(acc, w * x, out=acc))
+
+
+def per_tensor(kernel, tensors, *args):
+    """The reference for ``kernel.foreach(tensors, *args)``: one call per tensor, on stretches of the flat
+    arrays."""
+    offset = 0
+    for tensor in tensors:
+        part = slice(offset, offset + tensor.size)
+        kernel(tensor.reshape(-1), *(a[part] if isinstance(a, np.ndarray) else a for a in args))
+        offset += tensor.size
+
+
+def foreach_arguments(dtype=np.float32):
+    grads = [rng.standard_normal(shape).astype(dtype) for shape in FOREACH_SHAPES]
+    total = sum(grad.size for grad in grads)
+    flats = [rng.standard_normal(total).astype(dtype) for _ in range(2)]
+    return grads, flats + [np.abs(rng.standard_normal(total)).astype(dtype)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_foreach_is_one_call_computing_what_a_call_per_tensor_computes(dtype):
+    grads, flats = foreach_arguments(dtype)
+    expected = [flat.copy() for flat in flats]
+    per_tensor(kernels.adam, grads, *ADAM_SCALARS, *expected)
+    assert kernels.adam.cpu_loop.foreach(grads, *ADAM_SCALARS, *flats) is None  # the compiled call ran
+    for got, want in zip(flats, expected):
+        np.testing.assert_array_equal(got, want)
+    xs, (w, acc, _) = foreach_arguments(dtype)  # a list input and a flat one
+    want = acc.copy()
+    per_tensor(scaled_add, xs, w, want)
+    assert scaled_add.cpu_loop.foreach(xs, w, acc) is None
+    np.testing.assert_array_equal(acc, want)
+
+
+def test_foreach_source_calls_the_loop_once_per_tensor():
+    kinds = ("list",) + ("scalar",) * 8 + ("flat",) * 3
+    source = kernels.adam.cpu_loop.foreach_source((np.dtype(np.float32),) * 12, kinds)
+    assert "void adam_foreach(ptrdiff_t _count, const ptrdiff_t *_sizes, float *const *_grad," in source
+    assert "adam(_sizes[_t], _grad[_t], one_minus_beta1," in source and "_exp_avg_sq + _offset);" in source
+
+
+def test_foreach_refuses_what_it_cannot_take_and_the_kernel_then_goes_tensor_by_tensor():
+    grads, flats = foreach_arguments()
+    loop = kernels.adam.cpu_loop
+    wide = np.zeros((37, 58), np.float32)
+    wide[:, ::2] = grads[0]
+    strided = [wide[:, ::2]] + grads[1:]  # the same values, not contiguous
+    assert loop.foreach(strided, *ADAM_SCALARS, *flats) is NotImplemented
+    assert loop.foreach(grads[0], *ADAM_SCALARS, *flats) is NotImplemented  # no list first
+    assert loop.foreach(grads, *ADAM_SCALARS, *flats[:2]) is NotImplemented  # an output missing
+    assert loop.foreach([grads[0].astype(np.float64)] + grads[1:], *ADAM_SCALARS, *flats) is NotImplemented
+    assert loop.foreach(grads, *ADAM_SCALARS, flats[0][:-1], *flats[1:]) is NotImplemented  # short
+    expected = [flat.copy() for flat in flats]
+    per_tensor(kernels.adam, grads, *ADAM_SCALARS, *expected)
+    kernels.adam.foreach(strided, *ADAM_SCALARS, *flats)
+    for got, want in zip(flats, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_foreach_names_an_argument_of_the_wrong_size():
+    grads, flats = foreach_arguments()
+    with pytest.raises(ValueError, match="flat array 'exp_avg' has 1207 elements, expected 1208"):
+        kernels.adam.foreach(grads, *ADAM_SCALARS, flats[0], flats[1][:-1], flats[2])
+    with pytest.raises(ValueError, match=r"list 'w' holds tensors of sizes \[1, 105, 29, 1073\], expected \[1073,"):
+        scaled_add.foreach(grads, grads[::-1], flats[0])
+
+
+def test_foreach_without_a_compiler_goes_tensor_by_tensor(fresh_compiler_state):
+    fresh_compiler_state.setenv("CC", "/nonexistent/cc")
+    kernel = kernels.Kernel("scaled_add_again", "T x, T w", "T acc", "acc += w * x",
+                            lambda x, w, acc: np.add(acc, w * x, out=acc))
+    xs, (w, acc, _) = foreach_arguments()
+    want = acc + w * np.concatenate([x.reshape(-1) for x in xs])
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        kernel.foreach(xs, w, acc)
+    np.testing.assert_array_equal(acc, want)

@@ -75,13 +75,15 @@ class CompiledLoop:
     ``__call__`` returns the outputs, as CuPy does, or ``NotImplemented`` when the arguments don't suit the
     loop (strided, broadcast, misaligned or subclassed arrays, read-only outputs, a dtype other than
     float32/float64/bool, a wrong number of arguments) or no compiler works; the caller then runs the twin.
+    ``foreach`` runs the loop over several tensors in one call (see there).
     """
 
     def __init__(self, name: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]],
                  operation: str, preamble: str = ""):
         self.name, self.inputs, self.outputs = name, inputs, outputs
         self.operation, self.preamble = operation, preamble
-        # the arguments' dtypes (None: a scalar) → (function, the parameters' dtypes), or None: use the twin
+        # (the arguments' dtypes (None: a scalar), foreach's argument kinds or None) → (function, the
+        # parameters' dtypes), or None: use the twin
         self._prepared: dict[tuple, tuple | None] = {}
 
     def __call__(self, *args):
@@ -92,23 +94,20 @@ class CompiledLoop:
         arg_dtypes, call = [], [args[0].size]  # call: the C function's arguments, n first
         for index, value in enumerate(args):
             if type(value) is np.ndarray:
-                flags = value.flags
-                if value.shape != shape or not (flags.c_contiguous and flags.aligned) or (
-                        index >= inputs and not flags.writeable):
+                address = _checked_address(value, shape, writes=index >= inputs)
+                if address is None:
                     return NotImplemented
                 arg_dtypes.append(value.dtype)
-                call.append(_address(value))
+                call.append(address)
             elif index < inputs and isinstance(value, SCALARS):
                 arg_dtypes.append(None)
                 call.append(value)
             else:  # an ndarray subclass, a scalar as an output, anything else
                 return NotImplemented
-        arg_dtypes = tuple(arg_dtypes)
-        if arg_dtypes not in self._prepared:
-            self._prepared[arg_dtypes] = self._prepare(arg_dtypes)
-        if self._prepared[arg_dtypes] is None:
+        prepared = self._prepared_for(tuple(arg_dtypes))
+        if prepared is None:
             return NotImplemented
-        function, dtypes = self._prepared[arg_dtypes]
+        function, dtypes = prepared
         outputs = args[inputs:]
         if not outputs:
             outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[inputs:])
@@ -116,7 +115,61 @@ class CompiledLoop:
         function(*call)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _prepare(self, arg_dtypes: tuple) -> tuple | None:
+    def foreach(self, *args):
+        """The loop over several tensors in one C call, updating its outputs in place (multi-tensor apply).
+
+        Each array argument is a list of arrays, one per tensor, or one flat array holding all the tensors
+        back to back (tensor j is its next ``size_j`` elements); scalars are shared. The first argument is a
+        list and gives the sizes; outputs are passed and flat. Returns None, or ``NotImplemented`` (nothing
+        was written) where ``__call__`` would refuse some tensor's arguments.
+        """
+        inputs = len(self.inputs)
+        if len(args) != inputs + len(self.outputs) or not isinstance(args[0], list):
+            return NotImplemented
+        shapes = [array.shape for array in args[0]]
+        sizes = [array.size for array in args[0]]
+        total = sum(sizes)
+        arg_dtypes, kinds, call = [], [], [len(sizes), (ctypes.c_ssize_t * len(sizes))(*sizes)]
+        for index, value in enumerate(args):
+            writes = index >= inputs
+            if isinstance(value, list) and not writes:
+                if len(value) != len(shapes) or any(type(array) is not np.ndarray for array in value):
+                    return NotImplemented
+                addresses = [_checked_address(array, shape, False) for array, shape in zip(value, shapes)]
+                dtypes = {array.dtype for array in value}
+                if None in addresses or len(dtypes) != 1:
+                    return NotImplemented
+                arg_dtypes.append(dtypes.pop())
+                kinds.append("list")
+                call.append((ctypes.c_void_p * len(addresses))(*addresses))
+            elif type(value) is np.ndarray:
+                address = _checked_address(value, (total,), writes) if value.ndim == 1 else None
+                if address is None:
+                    return NotImplemented
+                arg_dtypes.append(value.dtype)
+                kinds.append("flat")
+                call.append(address)
+            elif not writes and isinstance(value, SCALARS):
+                arg_dtypes.append(None)
+                kinds.append("scalar")
+                call.append(value)
+            else:
+                return NotImplemented
+        prepared = self._prepared_for(tuple(arg_dtypes), tuple(kinds))
+        if prepared is None:
+            return NotImplemented
+        prepared[0](*call)
+        return None
+
+    def _prepared_for(self, arg_dtypes: tuple, foreach_kinds: tuple | None = None) -> tuple | None:
+        """(the loaded C function, the parameters' dtypes) for these arguments, built on first use; None if
+        the loop can't run them."""
+        key = (arg_dtypes, foreach_kinds)
+        if key not in self._prepared:
+            self._prepared[key] = self._prepare(arg_dtypes, foreach_kinds)
+        return self._prepared[key]
+
+    def _prepare(self, arg_dtypes: tuple, foreach_kinds: tuple | None) -> tuple | None:
         """Resolve the parameters' dtypes for arguments of these dtypes (None: scalar) and build the loop;
         None where it can't run them (a dtype mismatch, a dtype C_TYPES lacks, no compiler)."""
         declared = self.inputs + self.outputs
@@ -134,13 +187,16 @@ class CompiledLoop:
         given_outputs = len(arg_dtypes) > len(self.inputs)
         missing_outputs = len(declared) - len(arg_dtypes)  # allocated by __call__: arrays too
         is_array = tuple(dtype is not None for dtype in arg_dtypes) + (True,) * missing_outputs
-        library = _build(self.name, self.source(tuple(dtypes), is_array, given_outputs),
-                         ["-lmvec"] if self.math_calls else [])
+        source = self.source(tuple(dtypes), is_array, given_outputs)
+        if foreach_kinds is not None:
+            source += self.foreach_source(tuple(dtypes), foreach_kinds)
+        library = _build(self.name, source, ["-lmvec"] if self.math_calls else [])
         if library is None:
             return None
-        function = getattr(library, self.name)
-        function.argtypes = [ctypes.c_ssize_t] + [ctypes.c_void_p if array else C_TYPES[dtype].ctype
-                                                  for dtype, array in zip(dtypes, is_array)]
+        function = getattr(library, self.name if foreach_kinds is None else f"{self.name}_foreach")
+        leading = [ctypes.c_ssize_t] if foreach_kinds is None else [ctypes.c_ssize_t, ctypes.c_void_p]
+        function.argtypes = leading + [ctypes.c_void_p if array else C_TYPES[dtype].ctype
+                                       for dtype, array in zip(dtypes, is_array)]
         function.restype = None
         return function, dtypes
 
@@ -176,6 +232,34 @@ class CompiledLoop:
                 f"void {self.name}({', '.join(parameters)}) {{\n"
                 f"    for (ptrdiff_t i = 0; i < _n; i++) {{\n        {' '.join(loads)}\n"
                 f"        {{{self.operation};}}\n        {' '.join(stores)}\n    }}\n}}\n")
+
+    def foreach_source(self, dtypes: tuple, kinds: tuple) -> str:
+        """The C text of ``{name}_foreach``, which calls the loop (``source``) once per tensor: with the j-th
+        pointer of a "list" argument, the j-th stretch of a "flat" one, and each scalar."""
+        parameters, arguments = ["ptrdiff_t _count", "const ptrdiff_t *_sizes"], ["_sizes[_t]"]
+        for (_, name), dtype, kind in zip(self.inputs + self.outputs, dtypes, kinds):
+            c_type = C_TYPES[dtype].name
+            if kind == "scalar":
+                parameters.append(f"{c_type} {name}")
+                arguments.append(name)
+            elif kind == "list":
+                parameters.append(f"{c_type} *const *_{name}")
+                arguments.append(f"_{name}[_t]")
+            else:
+                parameters.append(f"{c_type} *_{name}")
+                arguments.append(f"_{name} + _offset")
+        return (f"void {self.name}_foreach({', '.join(parameters)}) {{\n"
+                f"    for (ptrdiff_t _t = 0, _offset = 0; _t < _count; _offset += _sizes[_t++])\n"
+                f"        {self.name}({', '.join(arguments)});\n}}\n")
+
+
+def _checked_address(array: np.ndarray, shape: tuple, writes: bool) -> int | None:
+    """The address of an array the loop can take (that shape, C-contiguous, aligned, writeable if
+    written); None otherwise."""
+    flags = array.flags
+    if array.shape != shape or not (flags.c_contiguous and flags.aligned) or (writes and not flags.writeable):
+        return None
+    return _address(array)
 
 
 def _address(array: np.ndarray) -> int:

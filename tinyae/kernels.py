@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import backend
 from .ckernels import CompiledLoop
 from .testing import strict
 
@@ -73,8 +74,43 @@ class Kernel:
                                                     preamble=self.preamble)
         return self._cupy_kernel(*args)
 
+    def foreach(self, *args) -> None:
+        """The kernel over several tensors at once, updating its outputs in place (PyTorch's multi-tensor
+        "foreach" ops): one call where a loop over tensors would make one each.
+
+        Each array input is a list of arrays, one per tensor, or one flat array holding all the tensors back
+        to back (tensor j is its next ``size_j`` elements); scalars are shared; outputs are flat arrays,
+        passed. The first argument is a list and gives the sizes. On the CPU one compiled call walks the
+        tensors (``CompiledLoop.foreach``; else the kernel runs per tensor on views of the flat arrays); on
+        the GPU (and strict) the lists are gathered into flat buffers for one launch.
+        """
+        sizes = [array.size for array in args[0]]
+        for (_, name), value in zip(self.inputs + self.outputs, args):
+            if isinstance(value, list) and [array.size for array in value] != sizes:
+                raise ValueError(f"kernel {self.name}.foreach: the list {name!r} holds tensors of sizes "
+                                 f"{[array.size for array in value]}, expected {sizes} (as the first argument)")
+            if _is_flat_array(value) and value.size != sum(sizes):
+                raise ValueError(f"kernel {self.name}.foreach: the flat array {name!r} has {value.size} elements, "
+                                 f"expected {sum(sizes)} (the sizes of the first argument's tensors, summed)")
+        if type(args[0][0]) is np.ndarray:
+            if self.cpu_loop.foreach(*args) is not NotImplemented:
+                return
+            offset = 0
+            for index, size in enumerate(sizes):
+                self(*(value[index].reshape(-1) if isinstance(value, list) else
+                       value[offset: offset + size] if _is_flat_array(value) else value for value in args))
+                offset += size
+            return
+        xp = backend.array_module(args[0][0])
+        self(*(xp.concatenate([array.reshape(-1) for array in value]) if isinstance(value, list) else value
+               for value in args))
+
     def __repr__(self) -> str:
         return f"Kernel({self.name}: ({self.in_params}) -> ({self.out_params}))"
+
+
+def _is_flat_array(value) -> bool:
+    return hasattr(value, "ndim") and value.ndim == 1
 
 
 def strict_call(kernel: Kernel, args: tuple):

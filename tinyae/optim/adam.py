@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from .. import backend, kernels
 from .optimizer import Optimizer, ParamsT, check_nonnegative
@@ -122,8 +121,8 @@ class Adam(Optimizer):
 
         The parameters' arrays and their moments are views into three flat buffers per group (built on
         first use, rebuilt whenever a parameter's array or a state array was replaced, e.g. by
-        ``load_state_dict``); the gradients are copied into a fourth for one launch. (On NumPy, where a call
-        costs no launch, the kernel runs once per parameter on the views instead, which saves that copy.)
+        ``load_state_dict``); ``Kernel.foreach`` takes the gradients as a list: on the CPU one compiled call
+        walks them in place, on the GPU they are gathered into a fourth buffer for one launch.
         Used when every parameter of the group has a gradient, all share dtype, backend and step count, and
         neither amsgrad nor maximize is on. It computes exactly what the per-parameter loop computes, in the
         same order of operations.
@@ -146,14 +145,8 @@ class Adam(Optimizer):
         scalars = (1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5,
                    float(group["eps"]), 0.0 if decoupled else weight_decay,
                    1.0 - lr * weight_decay if decoupled else 1.0)
-        xp = backend.array_module(first)
-        if xp is np:  # on the CPU a call per parameter costs microseconds, less than gathering the gradients
-            for param, *views in zip(params, layout["param_views"], layout["exp_avg_views"],
-                                     layout["exp_avg_sq_views"]):
-                kernels.adam(param.grad, *scalars, *views)
-        else:  # one launch over the flat buffers
-            grads = xp.concatenate([p.grad.reshape(-1) for p in params], out=layout["grad"])
-            kernels.adam(grads, *scalars, layout["param"], layout["exp_avg"], layout["exp_avg_sq"])
+        kernels.adam.foreach([p.grad for p in params], *scalars, layout["param"], layout["exp_avg"],
+                             layout["exp_avg_sq"])
         return True
 
     def _flat_layout(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +171,6 @@ class Adam(Optimizer):
                 views.append(view)
                 offset += size
             layout[key], layout[f"{key}_views"] = flat, views
-        layout["grad"] = None if xp is np else xp.empty(sum(sizes), dtype=params[0].dtype)  # for the gather
         for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
             param.data = view
             self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v
