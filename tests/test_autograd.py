@@ -39,6 +39,19 @@ def test_diamond_graph_sums_both_paths():
     np.testing.assert_allclose(to_numpy(x.grad), 3 * np.exp(2.0) * (1 + 2.0))
 
 
+def test_a_tensor_waits_for_consumers_on_a_long_path_and_other_graphs_are_left_alone():
+    x = leaf([1.0, 2.0])
+    h = x * 2.0
+    other = (x * 5.0).sum()  # ops recorded in between, not on the root's graph
+    long = h
+    for _ in range(5):
+        long = long * 1.5
+    (long + h).sum().backward()  # h has two consumers: the last op, and the first of the long path
+    np.testing.assert_allclose(to_numpy(x.grad), [2 * 1.5**5 + 2] * 2)
+    other.backward()  # untouched by the first backward
+    np.testing.assert_allclose(to_numpy(x.grad), [2 * 1.5**5 + 7] * 2)
+
+
 @pytest.mark.parametrize(
     "grad_shape, target",
     [((2, 3), ()), ((4, 3), (3,)), ((2, 3, 4), (3, 1)), ((2, 3, 4), (2, 1, 4)), ((5,), (1,)), ((2, 2), (2, 2))],

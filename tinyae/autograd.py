@@ -13,8 +13,10 @@ acyclic graph from the output back to the leaves.
 
 ``backward(root)`` applies the chain rule on that graph. For a node y = f(x₁, …, xₖ) consumed by several
 later nodes, ∂L/∂y is the *sum* of what each consumer sends back, so every consumer of y must have run its
-backward before y's own backward runs: that is exactly a reverse topological order. The order is found
-with an explicit stack (no recursion, so a chain of 100,000 ops is fine).
+backward before y's own backward runs: that is exactly a reverse topological order. Each recorded op
+gets a sequence number when it runs, and a consumer always runs after what it consumes; so taking the
+tensors in decreasing sequence number, from a heap filled as gradients reach them, is such an order, found
+while walking the graph once (no recursion: a chain of 100,000 ops is fine).
 
 Memory: after a node's backward has run, its saved arrays and its links to its inputs are dropped, so
 intermediate results are freed as soon as backward is past them. A second ``backward`` through the same
@@ -24,6 +26,8 @@ graph therefore raises a RuntimeError, unless the first one was called with ``re
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +40,7 @@ else:
     Tensor = None  # set by tinyae.tensor once the class exists (that module imports this one first)
 
 _grad_enabled = True
+_sequence = itertools.count()  # numbers the recorded ops in the order they ran
 
 _SCALARS = (int, float, bool, np.generic)
 
@@ -100,14 +105,15 @@ class Function:
         if isinstance(out, np.generic):  # NumPy returns scalars from 0-d ufuncs and full reductions
             out = np.asarray(out)
         if record:
-            function.inputs = inputs
+            function.inputs, function.sequence = inputs, next(_sequence)
             return Tensor._make(out, True, function)
         return Tensor._make(out, False, None)
 
     def release(self) -> None:
-        """Drop saved arrays and input links once backward is past this node."""
+        """Drop saved arrays and input links once backward is past this node (keep its sequence number)."""
+        sequence = self.sequence
         self.__dict__.clear()
-        self.inputs = None
+        self.inputs, self.sequence = None, sequence
 
     @property
     def name(self) -> str:
@@ -131,73 +137,53 @@ def raise_mixed_backends(operation: str, first, second) -> None:
     )
 
 
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors that need a gradient, ordered so each comes before every tensor it was computed from.
-
-    Iterative depth-first search: a tensor is appended after all tensors it depends on (post-order);
-    reversing that list puts the root first and the leaves last.
-    """
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        tensor, expanded = stack.pop()
-        if expanded:
-            order.append(tensor)
-            continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        function = tensor._fn
-        if function is None:
-            continue
-        if function.inputs is None:
-            raise RuntimeError(
-                "backward through a graph a second time: its intermediate results were freed after the "
-                "first backward. Call backward(retain_graph=True) the first time, or run the forward again."
-            )
-        for value in function.inputs:
-            if isinstance(value, Tensor) and value.requires_grad and id(value) not in visited:
-                stack.append((value, False))
-    order.reverse()
-    return order
-
-
 def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
     """Accumulate ∂root/∂leaf · grad_out into ``.grad`` of every leaf that requires a gradient.
 
     Gradients of intermediate tensors live in a local dict and are summed there (out of place) when a
     tensor feeds several consumers; only leaves and tensors that called ``retain_grad()`` keep theirs.
+    ``pending`` is a max-heap of the tensors whose gradient has started to arrive, keyed by the sequence
+    number of the op that made them (see the module docstring): when one is popped, every consumer has sent
+    its part.
     """
-    order = topological_order(root)
     grads = {id(root): grad_out}
     stored: set[int] = set()  # memory owners of the arrays handed out as .grad in this call
-    for position in range(len(order)):
-        tensor = order[position]
-        order[position] = None  # let intermediates go as soon as we are past them
-        grad = grads.pop(id(tensor), None)
-        if grad is None:
-            continue
+    leaves = [] if root._fn is not None else [root]
+    pending = [] if root._fn is None else [(-root._fn.sequence, root)]
+    while pending:
+        tensor = heapq.heappop(pending)[1]
         function = tensor._fn
-        if function is None or tensor._retains_grad:
+        if function.inputs is None:
+            raise RuntimeError(
+                "backward through a graph a second time: its intermediate results were freed after the "
+                "first backward. Call backward(retain_graph=True) the first time, or run the forward again."
+            )
+        grad = grads.pop(id(tensor))
+        if tensor._retains_grad:
             _store_grad(tensor, grad, stored)
-        if function is None:
-            continue
         input_grads = function.backward(grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for value, input_grad in zip(function.inputs, input_grads):
-            if input_grad is None or not isinstance(value, Tensor) or not value.requires_grad:
+            if input_grad is None or not isinstance(value, Tensor) or not value._requires_grad:
                 continue
             if isinstance(input_grad, np.generic):
                 input_grad = np.asarray(input_grad)
             if input_grad.dtype != value.dtype:  # NumPy promotion in a mixed-dtype op (float32 weights,
                 input_grad = input_grad.astype(value.dtype)  # float64 input): the gradient keeps x's dtype
             previous = grads.get(id(value))
-            grads[id(value)] = input_grad if previous is None else previous + input_grad
+            if previous is not None:
+                grads[id(value)] = previous + input_grad
+                continue
+            grads[id(value)] = input_grad
+            if value._fn is None:
+                leaves.append(value)
+            else:  # (sequence numbers are unique: the heap never compares two tensors)
+                heapq.heappush(pending, (-value._fn.sequence, value))
         if not retain_graph:
             function.release()
+    for leaf in leaves:
+        _store_grad(leaf, grads.pop(id(leaf)), stored)
 
 
 def _store_grad(tensor: Tensor, grad, stored: set[int]) -> None:
