@@ -88,7 +88,7 @@ def test_read_only_inputs_are_read_in_place():
 
 def test_arguments_the_loop_does_not_take_go_to_the_twin():
     grad, out = normal(np.float32), normal(np.float32)
-    assert kernels.relu_backward.cpu_loop(grad.T, out.T) is NotImplemented  # strided
+    assert kernels.relu_backward.cpu_loop(grad[:, ::2], out[:, ::2]) is NotImplemented  # strided
     assert kernels.relu_backward.cpu_loop(grad, out[:1]) is NotImplemented  # broadcast
     assert kernels.relu_backward.cpu_loop(grad, out.astype(np.float64)) is NotImplemented  # mixed dtypes
     assert kernels.relu_backward.cpu_loop(grad.astype(np.float16), out.astype(np.float16)) is NotImplemented
@@ -102,7 +102,24 @@ def test_arguments_the_loop_does_not_take_go_to_the_twin():
     frozen = normal(np.float32)
     frozen.flags.writeable = False
     assert kernels.relu_backward.cpu_loop(grad, out, frozen) is NotImplemented  # a read-only output
-    np.testing.assert_array_equal(kernels.relu_backward(grad.T, out.T), grad.T * (out.T > 0))
+    assert loop(grad.T, out.T, grad.copy().T.copy()) is NotImplemented  # an output in another layout
+    np.testing.assert_array_equal(kernels.relu_backward(grad[:, ::2], out[:, ::2]), grad[:, ::2] * (out[:, ::2] > 0))
+
+
+def test_any_shared_memory_order_runs_compiled_and_other_inputs_are_copied_into_it():
+    chwn = rng.standard_normal((3, 5, 7, 8)).astype(np.float32)
+    x = chwn.transpose(3, 0, 1, 2)  # an (N, C, H, W) view of (C, H, W, N) memory, as the convolutions return
+    target = np.ascontiguousarray(rng.random(x.shape, dtype=np.float32))  # the same shape, C order
+    loss, slope = kernels.bce_with_logits.cpu_loop(x, target)
+    want_loss, want_slope = kernels.bce_with_logits.twin(x, target)
+    for got, want in ((loss, want_loss), (slope, want_slope)):
+        assert got.strides == x.strides  # allocated in the first argument's layout
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    y = kernels.relu.cpu_loop(x)
+    assert y.strides == x.strides and np.array_equal(y, np.maximum(x, 0))
+    grad = rng.standard_normal(x.shape).astype(np.float32)  # C order, against the first argument's
+    np.testing.assert_array_equal(kernels.relu_backward.cpu_loop(grad, y), grad * (y > 0))
+    assert kernels.relu.cpu_loop(chwn[..., ::2].transpose(3, 0, 1, 2)) is NotImplemented  # gaps: strided
 
 
 def test_the_generated_source_is_the_body_in_a_loop():

@@ -70,11 +70,16 @@ _flag_sets = [NATIVE, []]  # NATIVE is dropped once it fails where the plain fla
 
 
 class CompiledLoop:
-    """A kernel's body as a C loop over C-contiguous arrays of one shape (scalars broadcast).
+    """A kernel's body as a C loop over dense arrays of one shape and one memory layout (scalars broadcast).
 
+    The loop walks memory in order, so the arrays may be laid out in any axis order, as long as all share
+    it: C-contiguous, or a transpose of C-contiguous memory (the (N, C, H, W) views of (C, H, W, N) memory
+    that the convolutions return). An input laid out otherwise is first copied into the first argument's
+    layout (one pass, fewer than the twin's); outputs are allocated in it.
     ``__call__`` returns the outputs, as CuPy does, or ``NotImplemented`` when the arguments don't suit the
-    loop (strided, broadcast, misaligned or subclassed arrays, read-only outputs, a dtype other than
-    float32/float64/bool, a wrong number of arguments) or no compiler works; the caller then runs the twin.
+    loop (a strided or broadcast first argument, misaligned or subclassed arrays, outputs in another layout
+    or read-only, a dtype other than float32/float64/bool, a wrong number of arguments) or no compiler
+    works; the caller then runs the twin.
     ``foreach`` runs the loop over several tensors in one call (see there).
     """
 
@@ -88,30 +93,40 @@ class CompiledLoop:
 
     def __call__(self, *args):
         inputs = len(self.inputs)
-        if len(args) not in (inputs, inputs + len(self.outputs)):
+        first = args[0]
+        if len(args) not in (inputs, inputs + len(self.outputs)) or type(first) is not np.ndarray:
             return NotImplemented
-        shape = args[0].shape
-        arg_dtypes, call = [], [args[0].size]  # call: the C function's arguments, n first
+        axes = None if first.flags.c_contiguous else _dense_axes(first)  # the loop's memory order (None: C)
+        if axes is False:
+            return NotImplemented
+        arg_dtypes = []
         for index, value in enumerate(args):
-            if type(value) is np.ndarray:
-                address = _checked_address(value, shape, writes=index >= inputs)
-                if address is None:
-                    return NotImplemented
+            if type(value) is np.ndarray and value.shape == first.shape:
                 arg_dtypes.append(value.dtype)
-                call.append(address)
             elif index < inputs and isinstance(value, SCALARS):
                 arg_dtypes.append(None)
-                call.append(value)
-            else:  # an ndarray subclass, a scalar as an output, anything else
+            else:  # another shape (a broadcast), an ndarray subclass, a scalar as an output, anything else
                 return NotImplemented
         prepared = self._prepared_for(tuple(arg_dtypes))
         if prepared is None:
             return NotImplemented
         function, dtypes = prepared
+        call = [first.size]  # the C function's arguments, n first
+        for index, (value, dtype) in enumerate(zip(args, arg_dtypes)):
+            if dtype is None:
+                call.append(value)
+                continue
+            writes = index >= inputs
+            if not (writes or _in_order(value, axes).flags.c_contiguous):  # another layout: copy it into ours
+                value = np.copyto(copy := np.empty_like(first, dtype), value) or copy
+            address = _checked_address(_in_order(value, axes), writes)
+            if address is None:
+                return NotImplemented
+            call.append(address)
         outputs = args[inputs:]
         if not outputs:
-            outputs = tuple(np.empty(shape, dtype) for dtype in dtypes[inputs:])
-            call += [_address(output) for output in outputs]
+            outputs = tuple(np.empty_like(first, dtype) for dtype in dtypes[inputs:])
+            call += [_address(_in_order(output, axes)) for output in outputs]
         function(*call)
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -135,7 +150,8 @@ class CompiledLoop:
             if isinstance(value, list) and not writes:
                 if len(value) != len(shapes) or any(type(array) is not np.ndarray for array in value):
                     return NotImplemented
-                addresses = [_checked_address(array, shape, False) for array, shape in zip(value, shapes)]
+                addresses = [_checked_address(array, False) if array.shape == shape else None
+                             for array, shape in zip(value, shapes)]
                 dtypes = {array.dtype for array in value}
                 if None in addresses or len(dtypes) != 1:
                     return NotImplemented
@@ -143,7 +159,7 @@ class CompiledLoop:
                 kinds.append("list")
                 call.append((ctypes.c_void_p * len(addresses))(*addresses))
             elif type(value) is np.ndarray:
-                address = _checked_address(value, (total,), writes) if value.ndim == 1 else None
+                address = _checked_address(value, writes) if value.shape == (total,) else None
                 if address is None:
                     return NotImplemented
                 arg_dtypes.append(value.dtype)
@@ -253,13 +269,25 @@ class CompiledLoop:
                 f"        {self.name}({', '.join(arguments)});\n}}\n")
 
 
-def _checked_address(array: np.ndarray, shape: tuple, writes: bool) -> int | None:
-    """The address of an array the loop can take (that shape, C-contiguous, aligned, writeable if
-    written); None otherwise."""
+def _checked_address(array: np.ndarray, writes: bool) -> int | None:
+    """The address of an array the loop can take (C-contiguous, aligned, writeable if written); None
+    otherwise."""
     flags = array.flags
-    if array.shape != shape or not (flags.c_contiguous and flags.aligned) or (writes and not flags.writeable):
+    if not (flags.c_contiguous and flags.aligned) or (writes and not flags.writeable):
         return None
     return _address(array)
+
+
+def _dense_axes(array: np.ndarray) -> tuple[int, ...] | bool:
+    """The axis order, slowest-varying first, that makes ``array`` C-contiguous (it is a transpose of
+    contiguous memory: no gaps, no overlaps, no negative strides); False if there is none."""
+    axes = tuple(sorted(range(array.ndim), key=lambda axis: -array.strides[axis]))
+    return axes if array.transpose(axes).flags.c_contiguous else False
+
+
+def _in_order(array: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
+    """``array`` transposed into the loop's memory order (a view; itself when that order is C's)."""
+    return array if axes is None else array.transpose(axes)
 
 
 def _address(array: np.ndarray) -> int:

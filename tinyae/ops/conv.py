@@ -24,8 +24,11 @@ Layout. The whole batch sits in the long axis of cols, so the GEMM is one large 
 than N small ones. Within a column index the batch n is innermost: images are handled in a (C, H, W, N)
 layout, in which every slice copy of im2col and every slice add of col2im moves contiguous runs of N numbers
 (in the (N, C, H, W) layout they would move rows of OW numbers, strided by s, several times slower in
-NumPy). The price is one transpose from (N, C, H, W) to (C, H, W, N) on the way in and one back on the way
-out (``_to_chwn``, ``_from_chwn``), which also do the zero padding and its removal.
+NumPy). The price is one transposing copy from (N, C, H, W) to (C, H, W, N) on the way in (``_to_chwn``,
+which also pads). On the way out nothing is copied: the result is returned as an (N, C, H, W) view of its
+(C, H, W, N) memory (``_from_chwn``), so the next convolution finds its input already in that layout, and
+elementwise kernels in between run over it in memory order (PyTorch's "channels last" idea, with the batch
+last).
 
 Backward. Y = W · cols is a matrix product (see matmul.py), so
 
@@ -33,7 +36,7 @@ Backward. Y = W · cols is a matrix product (see matmul.py), so
 
 and ∂L/∂xpad = col2im(∂L/∂cols): a pixel copied into several columns (overlapping windows) receives the sum
 of the gradients of all its copies. col2im is the adjoint of im2col: the same kh·kw slices, with += instead
-of =. Cutting the padding off gives ∂L/∂x.
+of =; it drops what lands in the padding, which gives ∂L/∂x directly.
 
 conv_transpose2d is the adjoint of conv2d: it maps an image the size of conv2d's output back to one the size
 of conv2d's input, with the transposed matrix, so its forward is conv2d's ∂L/∂x computation and its
@@ -101,20 +104,20 @@ def _check_operands(name: str, x, weight, bias, x_channels_axis: int, bias_size_
 # Layout, im2col and col2im ----------------------------------------------------------------------------
 
 def _to_chwn(x, padding: tuple[int, int] = (0, 0)):
-    """x (N, C, H, W) → a contiguous (C, H + 2ph, W + 2pw, N) copy, zero-padded: the batch goes last."""
+    """x (N, C, H, W) → a contiguous (C, H + 2ph, W + 2pw, N) array, zero-padded: the batch goes last. No
+    copy when x is unpadded and already a view of such memory (an output of ``_from_chwn``)."""
     ph, pw = padding
     n, c, h, w = x.shape
     if ph == pw == 0:
-        return x.transpose(1, 2, 3, 0).copy()
+        return array_module(x).ascontiguousarray(x.transpose(1, 2, 3, 0))
     padded = array_module(x).zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
     padded[:, ph:ph + h, pw:pw + w, :] = x.transpose(1, 2, 3, 0)
     return padded
 
 
-def _from_chwn(x, padding: tuple[int, int] = (0, 0)):
-    """The inverse of ``_to_chwn``: (C, Hp, Wp, N) → a contiguous (N, C, Hp − 2ph, Wp − 2pw) copy."""
-    ph, pw = padding
-    return x[:, ph:x.shape[1] - ph, pw:x.shape[2] - pw, :].transpose(3, 0, 1, 2).copy()
+def _from_chwn(x):
+    """(C, H, W, N) memory → the (N, C, H, W) array, as a view: no copy."""
+    return x.transpose(3, 0, 1, 2)
 
 
 def _window(i: int, j: int, stride: tuple[int, int], out_size: tuple[int, int]) -> tuple[slice, ...]:
@@ -140,22 +143,39 @@ def im2col(xpad, kernel: tuple[int, int], stride: tuple[int, int], out_size: tup
     return cols.reshape(c * kh * kw, oh * ow * n)
 
 
-def col2im(cols, padded_shape, kernel: tuple[int, int], stride: tuple[int, int], out_size: tuple[int, int]):
-    """The adjoint of ``im2col``: xpad[c, s·a + i, s·b + j, n] += cols[(c, i, j), (a, b, n)] for all entries.
+def col2im(cols, shape, kernel: tuple[int, int], stride: tuple[int, int], out_size: tuple[int, int],
+           padding: tuple[int, int] = (0, 0)):
+    """The adjoint of ``im2col`` followed by cutting the padding off, in one: for all entries,
+    x[c, s·a + i − p, s·b + j − p, n] += cols[(c, i, j), (a, b, n)], where that pixel is inside the image.
 
-    cols (C·kh·kw, OH·OW·N) → xpad of ``padded_shape`` (C, Hp, Wp, N). Overlapping windows add up; pixels
-    no window covers stay 0. One strided slice add per kernel offset; within one offset no two entries hit
-    the same pixel, so a plain in-place add is correct (no scatter, no numpy.add.at).
+    cols (C·kh·kw, OH·OW·N) → x of ``shape`` (C, H, W, N), unpadded. Overlapping windows add up; pixels
+    no window covers stay 0; what falls into the padding is dropped. One strided slice add per kernel
+    offset, clipped to the image; within one offset no two entries hit the same pixel, so a plain in-place
+    add is correct (no scatter, no numpy.add.at).
     """
-    c, n = padded_shape[0], padded_shape[3]
+    c, _, _, n = shape
     (kh, kw), (oh, ow) = kernel, out_size
     cols = cols.reshape(c, kh, kw, oh, ow, n)
-    xpad = array_module(cols).zeros(padded_shape, dtype=cols.dtype)
+    x = array_module(cols).zeros(shape, dtype=cols.dtype)
     for i in range(kh):
+        rows = _inside(i, stride[0], oh, padding[0], shape[1])
         for j in range(kw):
-            window = xpad[_window(i, j, stride, out_size)]  # a view: += writes into xpad
-            window += cols[:, i, j]
-    return xpad
+            columns = _inside(j, stride[1], ow, padding[1], shape[2])
+            if rows and columns:
+                window = x[:, rows[1], columns[1], :]  # a view: += writes into x
+                window += cols[:, i, j, rows[0], columns[0], :]
+    return x
+
+
+def _inside(offset: int, stride: int, windows: int, pad: int, size: int) -> tuple[slice, slice] | None:
+    """(the windows a, the image rows they reach) for kernel offset ``offset``: the a < ``windows`` with
+    0 ≤ s·a + offset − pad < size, as two slices; None if there are none."""
+    first = max(0, -((offset - pad) // stride))  # ⌈(pad − offset)/s⌉
+    last = min(windows, (size - 1 + pad - offset) // stride + 1)
+    if last <= first:
+        return None
+    start = stride * first + offset - pad
+    return slice(first, last), slice(start, start + stride * (last - first - 1) + 1, stride)
 
 
 # The ops -------------------------------------------------------------------------------------------------
@@ -204,10 +224,9 @@ class Conv2d(Function):
         grad_x = grad_weight = grad_bias = None
         if need_x:
             n, c, h, w = self.x_shape
-            padded_shape = (c, h + 2 * self.padding[0], w + 2 * self.padding[1], n)
             grad_cols = self.weight_matrix.T @ grad_matrix
-            grad_xpad = col2im(grad_cols, padded_shape, self.weight_shape[2:], self.stride, self.out_size)
-            grad_x = _from_chwn(grad_xpad, self.padding)
+            grad_x = _from_chwn(col2im(grad_cols, (c, h, w, n), self.weight_shape[2:], self.stride, self.out_size,
+                                       self.padding))
         if need_weight:
             # (cols · Gᵀ)ᵀ rather than G · colsᵀ: the same numbers, ~2× faster in OpenBLAS for this long K
             grad_weight = (self.cols @ grad_matrix.T).T.reshape(self.weight_shape)
@@ -261,7 +280,7 @@ class ConvTranspose2d(Function):
         x_matrix = _to_chwn(x).reshape(c_in, -1)  # X: (Cin, H·W·N)
         weight_matrix = weight.reshape(c_in, -1)
         cols = weight_matrix.T @ x_matrix  # (Cout·kh·kw, H·W·N): the one GEMM
-        out = _from_chwn(col2im(cols, (c_out, *padded, n), kernel, stride, (h, w)), padding)
+        out = _from_chwn(col2im(cols, (c_out, *out_size, n), kernel, stride, (h, w), padding))
         if bias is not None:
             out += bias[:, None, None]
         need_x, need_weight = self.needs_input_grad[:2]

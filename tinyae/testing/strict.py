@@ -207,7 +207,7 @@ def _array(value, dtype=None, copy=True):
 
 # Functions of NumPy's namespace that CuPy has as well, checked against CuPy's API reference.
 _FUNCTIONS = (
-    "abs absolute add all any arange argmax argmin broadcast_shapes broadcast_to clip concatenate copy "
+    "abs absolute add all any arange argmax argmin ascontiguousarray broadcast_shapes broadcast_to clip concatenate copy "
     "cumsum divide dot empty empty_like equal exp expand_dims expm1 eye full full_like greater "
     "greater_equal isfinite isinf isnan less less_equal linspace log log1p logaddexp logical_and "
     "logical_not logical_or matmul max maximum mean min minimum moveaxis multiply negative ones "
