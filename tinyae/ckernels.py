@@ -118,7 +118,9 @@ class CompiledLoop:
                 continue
             writes = index >= inputs
             if not (writes or _in_order(value, axes).flags.c_contiguous):  # another layout: copy it into ours
-                value = np.copyto(copy := np.empty_like(first, dtype), value) or copy
+                copy = np.empty_like(first, dtype)
+                np.copyto(copy, value)
+                value = copy
             address = _checked_address(_in_order(value, axes), writes)
             if address is None:
                 return NotImplemented

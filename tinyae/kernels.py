@@ -6,8 +6,8 @@ array type of the first argument picks the implementation:
 
 * ``cupy.ndarray``: the compiled ElementwiseKernel (compiled once, on first use);
 * ``numpy.ndarray``: the same CUDA body compiled as a C loop (``ckernels.CompiledLoop``) where that loop
-  vectorizes, else the twin (small or strided arguments, no C compiler, ``exp``/``log`` without a SIMD C
-  library);
+  vectorizes, else the twin (small or strided first arguments, no C compiler, ``exp``/``log`` without a
+  SIMD C library);
 * the strict backend: ``strict_call``, which checks the call against the kernel's declared signature as
   CuPy would (argument count, dtypes of typed and type-placeholder parameters, scalar vs array, that the
   body assigns every output) and then runs the twin. A call that CuPy would reject fails in CI this way.
