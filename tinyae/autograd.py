@@ -148,8 +148,7 @@ def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
     """
     grads = {id(root): grad_out}
     stored: set[int] = set()  # memory owners of the arrays handed out as .grad in this call
-    leaves = [] if root._fn is not None else [root]
-    pending = [] if root._fn is None else [(-root._fn.sequence, root)]
+    leaves, pending = ([root], []) if root._fn is None else ([], [(-root._fn.sequence, root)])
     while pending:
         tensor = heapq.heappop(pending)[1]
         function = tensor._fn

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from .. import backend, kernels
 from .optimizer import Optimizer, ParamsT, check_nonnegative
 
