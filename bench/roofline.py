@@ -55,14 +55,11 @@ def matmuls_only():
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300)
-    args = parser.parse_args()
-
+def tinyae_step(images: np.ndarray):
+    """One training step of tinyae's VAE with Adam on ``images`` per call."""
     model = models.VAE()
     optimizer = optim.Adam(model.parameters())
-    x = tinyae.tensor(mnist_batch(BATCH))
+    x = tinyae.tensor(images)
 
     def step():
         total, _ = model.loss(x)
@@ -70,6 +67,15 @@ def main() -> None:
         total.backward()
         optimizer.step()
 
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+
+    step = tinyae_step(mnist_batch(BATCH))
     gemms = matmuls_only()
     for _ in range(5):
         step()

@@ -117,11 +117,12 @@ class CompiledLoop:
                 call.append(value)
                 continue
             writes = index >= inputs
-            if not (writes or _in_order(value, axes).flags.c_contiguous):  # another layout: copy it into ours
-                copy = np.empty_like(first, dtype)
-                np.copyto(copy, value)
-                value = copy
-            address = _checked_address(_in_order(value, axes), writes)
+            ordered = _in_order(value, axes)
+            if not (writes or ordered.flags.c_contiguous):  # another layout: copy it into ours
+                ordered = np.empty_like(first, dtype)
+                np.copyto(ordered, value)
+                ordered = _in_order(ordered, axes)
+            address = _checked_address(ordered, writes)
             if address is None:
                 return NotImplemented
             call.append(address)
