@@ -11,7 +11,7 @@ import tinyae as ta
 from tinyae import kernels, optim
 from tinyae.backend import get_backend, module
 from tinyae.testing.strict import StrictArray
-from tests.conftest import to_numpy
+from tests.conftest import BACKEND, to_numpy
 
 rng = np.random.default_rng(0)
 
@@ -166,5 +166,15 @@ def test_fused_adam_equals_the_per_parameter_loop(kind, options):
         plain.step()
     assert fused._layouts and all(p.data.base is not None for p in fused_params)  # views of one flat buffer
     for a, b in zip(fused_params, plain_params):
-        assert np.array_equal(to_numpy(a), to_numpy(b))
-        assert np.array_equal(to_numpy(fused.state[a]["exp_avg_sq"]), to_numpy(plain.state[b]["exp_avg_sq"]))
+        assert_same_update(to_numpy(a), to_numpy(b))
+        assert_same_update(to_numpy(fused.state[a]["exp_avg_sq"]), to_numpy(plain.state[b]["exp_avg_sq"]))
+
+
+def assert_same_update(fused, plain):
+    """Bit for bit on the CPU, where the compiled loop and the twin round every operation alike. CuPy
+    compiles the kernel with fused multiply-adds: each of the update's ~6 roundings may then differ by
+    half an ulp, so after 4 steps the two may differ by a few ulps (1 was seen on an H200)."""
+    if BACKEND == "cupy":
+        np.testing.assert_array_max_ulp(fused, plain, maxulp=4)
+    else:
+        assert np.array_equal(fused, plain)

@@ -126,16 +126,12 @@ def to_backend(array, name: str):
 
 
 def scatter_add(target, index, values) -> None:
-    """Unbuffered ``target[index] += values``: repeated indices all add (``numpy.add.at``)."""
-    kind = type(target)
-    if kind is np.ndarray:
-        np.add.at(target, index, values)
-    elif kind is strict.StrictArray:
+    """Unbuffered ``target[index] += values``: repeated indices all add (``numpy.add.at``, ``cupy.add.at``;
+    CuPy 14 deprecates its older ``cupyx.scatter_add``)."""
+    if type(target) is strict.StrictArray:
         strict.scatter_add(target, index, values)
     else:
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
+        array_module(target).add.at(target, index, values)
 
 
 def memory_owner(array) -> int:

@@ -135,6 +135,7 @@ class Trainer:
         model.train()
         sums: dict[str, object] = {}
         seen = 0
+        unread: list = []  # the losses of the steps since the last host read (device arrays on the GPU)
         for step, x in enumerate(self.train_batches):
             if model.is_variational:
                 model.kl_weight = self.kl_weight(epoch, step)
@@ -142,16 +143,21 @@ class Trainer:
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
-            for name, value in loss_values(model, total, parts).items():  # summed on the device: no sync
+            values = loss_values(model, total, parts)
+            for name, value in values.items():  # summed on the device: no sync
                 sums[name] = sums.get(name, 0) + value * x.shape[0]
             seen += x.shape[0]
+            unread.append(values["loss"])
             if (step + 1) % self.sync_every == 0 or step + 1 == len(self.train_batches):
                 running = float(sums["loss"]) / seen
-                if not math.isfinite(running):
+                if not math.isfinite(running):  # name the first bad step among those not read until now
+                    offset, bad = next((i, float(v)) for i, v in enumerate(unread) if not math.isfinite(v))
                     raise NonFiniteLossError(
-                        f"the training loss became {running} in epoch {epoch + 1}, at step {step + 1}; stopped, "
-                        f"and kept the checkpoint of epoch {epoch} in {self.run_dir}"
+                        f"the training loss became {bad} in epoch {epoch + 1}, at step "
+                        f"{step + 2 - len(unread) + offset}; stopped, and kept the checkpoint of epoch {epoch} "
+                        f"in {self.run_dir}"
                     )
+                unread.clear()
                 if on_step is not None:
                     on_step(step + 1, running)
         return {name: float(value) / seen for name, value in sums.items()}

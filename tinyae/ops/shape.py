@@ -70,7 +70,7 @@ class GetItem(Function):
 
     ∂L/∂x = zeros(x.shape) with ∂L/∂y added at the indexed positions. An element picked several times (a
     repeated integer index) receives the sum of the gradients of all its copies, so integer-array indices
-    use an unbuffered scatter-add (``numpy.add.at`` / ``cupyx.scatter_add``); basic indexing never
+    use an unbuffered scatter-add (``numpy.add.at`` / ``cupy.add.at``); basic indexing never
     repeats an element, and a plain assignment suffices.
     """
 

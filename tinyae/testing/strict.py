@@ -241,5 +241,5 @@ namespace = types.SimpleNamespace(
 
 
 def scatter_add(target: StrictArray, index, values) -> None:
-    """``cupyx.scatter_add`` / ``numpy.add.at``: unbuffered ``target[index] += values``."""
+    """``cupy.add.at`` / ``numpy.add.at``: unbuffered ``target[index] += values``."""
     np.add.at(target._array, _unwrap(index), _unwrap(values))
