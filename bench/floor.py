@@ -19,7 +19,10 @@ import numpy as np
 
 from common import machine, mnist_batch
 from roofline import BATCH, LAYERS, elapsed, matmuls_only, tinyae_step
-from tinyae import kernels
+from tinyae.ops.activation import relu_backward, relu_forward
+from tinyae.ops.loss import bce_with_logits, gaussian_kl_terms
+from tinyae.ops.sampling import reparameterize_terms
+from tinyae.optim.adam import adam_update
 
 
 def hand_written_step(x: np.ndarray):
@@ -27,14 +30,8 @@ def hand_written_step(x: np.ndarray):
     rng = np.random.default_rng(0)
     weights = [(rng.standard_normal((o, i)) * 0.05).astype(np.float32) for i, o in LAYERS]
     biases = [np.zeros(o, np.float32) for _, o in LAYERS]
-    params = weights + biases
-    flat = {key: np.zeros(sum(p.size for p in params), np.float32) for key in ("param", "m", "v")}
-    offset = 0
-    for index, param in enumerate(params):  # parameters as views of one flat buffer, as tinyae's Adam keeps them
-        view = flat["param"][offset: offset + param.size].reshape(param.shape)
-        view[...] = param
-        params[index] = view
-        offset += param.size
+    params = weights + biases  # each its own array, with its own moments, as tinyae's Adam keeps them
+    moments = [[np.zeros_like(p) for p in params] for _ in range(2)]
     (w1, w21, w22, w3, w4), (b1, b21, b22, b3, b4) = params[:5], params[5:]
     scale = np.float32(1 / BATCH)
     count = 0
@@ -44,32 +41,32 @@ def hand_written_step(x: np.ndarray):
         count += 1
         h1 = x @ w1.T
         h1 += b1
-        r1 = kernels.relu(h1)
+        r1 = relu_forward(h1)
         mu = r1 @ w21.T
         mu += b21
         logvar = r1 @ w22.T
         logvar += b22
-        z, half_std_eps = kernels.reparameterize(mu, logvar, rng.standard_normal(mu.shape, dtype=np.float32))
+        z, half_std_eps = reparameterize_terms(mu, logvar, rng.standard_normal(mu.shape, dtype=np.float32))
         h3 = z @ w3.T
         h3 += b3
-        r3 = kernels.relu(h3)
+        r3 = relu_forward(h3)
         logits = r3 @ w4.T
         logits += b4
-        loss, slope = kernels.bce_with_logits(logits, x)
-        kl, half_expm1 = kernels.gaussian_kl(mu, logvar)
+        loss, slope = bce_with_logits(logits, x)
+        kl, half_expm1 = gaussian_kl_terms(mu, logvar)
         loss.sum() * scale + kl.sum() * scale  # the loss (its value is not read back, as in roofline.py)
         g4 = slope * scale
         gr3 = g4 @ w4
-        gh3 = kernels.relu_backward(gr3, r3)
+        gh3 = relu_backward(gr3, r3)
         gz = gh3 @ w3
         gmu = gz + mu * scale
         glogvar = gz * half_std_eps + half_expm1 * scale
-        gh1 = kernels.relu_backward(gmu @ w21 + glogvar @ w22, r1)
+        gh1 = relu_backward(gmu @ w21 + glogvar @ w22, r1)
         grads = [gh1.T @ x, gmu.T @ r1, glogvar.T @ r1, gh3.T @ z, g4.T @ r3,
                  gh1.sum(0), gmu.sum(0), glogvar.sum(0), gh3.sum(0), g4.sum(0)]
         beta1, beta2, lr = 0.9, 0.999, 1e-3
-        kernels.adam.foreach(grads, 1 - beta1, beta2, 1 - beta2, lr / (1 - beta1**count),
-                             (1 - beta2**count) ** 0.5, 1e-8, 0.0, 1.0, flat["param"], flat["m"], flat["v"])
+        adam_update.foreach(grads, 1 - beta1, beta2, 1 - beta2, lr / (1 - beta1**count),
+                            (1 - beta2**count) ** 0.5, 1e-8, 0.0, 1.0, params, *moments)
 
     return step
 

@@ -19,6 +19,7 @@ import numpy as np
 import tinyae
 from common import mnist_batch, torch_models
 from tinyae import backend, kernels, models, optim
+from tinyae.optim import adam
 from tinyae.data import Batches, load_mnist
 
 
@@ -34,18 +35,9 @@ def synchronized(run, sync):
 
 
 def unfused():
-    """Replace every kernel with its NumPy-style twin run through CuPy's array functions (several launches)."""
-    import cupy
-
-    for kernel in vars(kernels).values():
-        if isinstance(kernel, kernels.Kernel):  # (Adam's twin only adds slicing for CPU caches: run one slice)
-            kernel._cupy_kernel = _twin_on(cupy, kernels._adam_slice if kernel is kernels.adam else kernel.twin)
-
-
-def _twin_on(cupy, twin):
-    """The twin with NumPy's module functions swapped for CuPy's (np.where → cupy.where, ...)."""
-    globals_ = dict(twin.__globals__, np=cupy)
-    return type(twin)(twin.__code__, globals_, twin.__name__, twin.__defaults__, twin.__closure__)
+    """Replace every kernel's CUDA body by its twin run on CuPy arrays (one launch per array operation)."""
+    for kernel in kernels.all_kernels().values():  # (Adam's twin only adds slicing for CPU caches: one slice)
+        kernel._cupy_kernel = adam._adam_slice if kernel is adam.adam_update else kernel.twin
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import tinyae as ta
 from tinyae import backend
-from tinyae.testing.strict import StrictArray, namespace as strict_xp
+from tinyae.backend.strict import StrictArray, namespace as strict_xp
 from tests.conftest import BACKEND, _cupy_available, to_numpy
 
 

@@ -6,7 +6,7 @@ import pytest
 import tinyae
 from tinyae import backend
 from tinyae.data import Batches, load_mnist, mnist
-from tinyae.testing import strict
+from tinyae.backend import strict
 from tests.conftest import BACKEND, to_numpy
 
 

@@ -1,33 +1,55 @@
 """Activations: relu, leaky_relu, sigmoid, tanh, softplus.
 
 Each is elementwise, so ∂L/∂x = ∂L/∂y ⊙ f′(x). sigmoid and softplus are computed in forms that never
-overflow (no warnings even at |x| = 1e4), and each backward reuses what the forward already computed, in
-one fused kernel (``tinyae.kernels``: CUDA on the GPU, the same body compiled as C or its NumPy twin on
-the CPU).
+overflow (no warnings even at |x| = 1e4), and each backward reuses what the forward already computed.
+
+The hot ones run as fused kernels (``tinyae.kernels``), defined right above the op they serve: a CUDA body
+for the GPU (the same body compiled as a C loop on the CPU) and its NumPy twin, each the formula of the
+docstring, side by side.
 """
 
 from __future__ import annotations
 
-from .. import kernels
 from ..autograd import Function
 from ..backend import array_module
+from ..kernels import Kernel
+
+relu_forward = Kernel(
+    "relu_forward", "T x", "T y",
+    "y = x <= 0 ? (T)0 : x",  # NaN <= 0 is false, so NaN passes (as np.maximum); −0 → +0
+    lambda x: array_module(x).maximum(x, x.dtype.type(0)),
+)
+relu_backward = Kernel(
+    "relu_backward", "T grad_out, T out", "T grad_x",
+    "grad_x = out > 0 ? grad_out : (T)0",  # ∂L/∂x = ∂L/∂y · [y > 0]
+    lambda grad_out, out: array_module(out).where(out > 0, grad_out, grad_out.dtype.type(0)),
+)
 
 
 class ReLU(Function):
-    """y = max(x, 0).   ∂L/∂x = ∂L/∂y ⊙ [x > 0]; at the kink x = 0 the subgradient 0 is used (as PyTorch)."""
+    """y = max(x, 0).   ∂L/∂x = ∂L/∂y ⊙ [x > 0]; at the kink x = 0 the subgradient 0 is used (as PyTorch).
+
+    Saves y ([y > 0] = [x > 0]). NaN passes through, and −0 becomes +0, as ``np.maximum(x, 0)``."""
 
     def forward(self, x):
-        self.out = kernels.relu(x)
+        self.out = relu_forward(x)
         return self.out
 
     def backward(self, grad_out):
-        return kernels.relu_backward(grad_out, self.out)
+        return relu_backward(grad_out, self.out)
+
+
+leaky_relu_backward = Kernel(
+    "leaky_relu_backward", "T grad_out, bool positive, T slope", "T grad_x",
+    "grad_x = positive ? grad_out : grad_out * slope",  # ∂L/∂x = ∂L/∂y · (1 if x > 0 else s)
+    lambda grad_out, positive, slope: array_module(grad_out).where(positive, grad_out, grad_out * slope),
+)
 
 
 class LeakyReLU(Function):
     """y = x if x > 0 else s·x  (s = negative_slope).
 
-    ∂L/∂x = ∂L/∂y if x > 0 else s·∂L/∂y; at x = 0 the slope s is used (as PyTorch).
+    ∂L/∂x = ∂L/∂y if x > 0 else s·∂L/∂y; at x = 0 the slope s is used (as PyTorch). Saves [x > 0].
     """
 
     def forward(self, x, negative_slope=0.01):
@@ -37,7 +59,7 @@ class LeakyReLU(Function):
         return xp.where(self.positive, x, x * negative_slope)
 
     def backward(self, grad_out):
-        return kernels.leaky_relu_backward(grad_out, self.positive, self.negative_slope)
+        return leaky_relu_backward(grad_out, self.positive, self.negative_slope)
 
 
 def stable_sigmoid(x):
@@ -48,6 +70,13 @@ def stable_sigmoid(x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+sigmoid_backward = Kernel(
+    "sigmoid_backward", "T grad_out, T out", "T grad_x",
+    "grad_x = grad_out * (out * (1 - out))",  # ∂L/∂x = ∂L/∂y · y(1 − y)
+    lambda grad_out, out: grad_out * (out * (1 - out)),
+)
+
+
 class Sigmoid(Function):
     """y = σ(x) = 1/(1 + e⁻ˣ).   ∂L/∂x = ∂L/∂y ⊙ y(1 − y)   (saves y)."""
 
@@ -56,7 +85,14 @@ class Sigmoid(Function):
         return self.out
 
     def backward(self, grad_out):
-        return kernels.sigmoid_backward(grad_out, self.out)
+        return sigmoid_backward(grad_out, self.out)
+
+
+tanh_backward = Kernel(
+    "tanh_backward", "T grad_out, T out", "T grad_x",
+    "grad_x = grad_out * (1 - out * out)",  # ∂L/∂x = ∂L/∂y · (1 − y²)
+    lambda grad_out, out: grad_out * (1 - out * out),
+)
 
 
 class Tanh(Function):
@@ -67,14 +103,23 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad_out):
-        return kernels.tanh_backward(grad_out, self.out)
+        return tanh_backward(grad_out, self.out)
+
+
+softplus_backward = Kernel(
+    "softplus_backward", "T grad_out, T exp_scaled, bool linear", "T grad_x",
+    # ∂L/∂x = ∂L/∂y · σ(βx) = ∂L/∂y · e^(βx)/(e^(βx) + 1), or ∂L/∂y past the threshold
+    "grad_x = linear ? grad_out : grad_out * (exp_scaled / (exp_scaled + 1))",
+    lambda grad_out, exp_scaled, linear: array_module(grad_out).where(
+        linear, grad_out, grad_out * (exp_scaled / (exp_scaled + 1))),
+)
 
 
 class Softplus(Function):
     """y = (1/β) log(1 + e^(βx)), and y = x where βx > threshold (PyTorch's definition).
 
     Stable form: log1p(e^(min(βx, threshold)))/β, so e^(βx) is never evaluated past the threshold.
-    ∂L/∂x = ∂L/∂y ⊙ σ(βx) where βx ≤ threshold, else ∂L/∂y.
+    ∂L/∂x = ∂L/∂y ⊙ σ(βx) where βx ≤ threshold, else ∂L/∂y. Saves e^(min(βx, threshold)) and [βx > threshold].
     """
 
     def forward(self, x, beta=1.0, threshold=20.0):
@@ -85,4 +130,4 @@ class Softplus(Function):
         return xp.where(self.linear, x, xp.log1p(self.exp_scaled) / beta)
 
     def backward(self, grad_out):
-        return kernels.softplus_backward(grad_out, self.exp_scaled, self.linear)
+        return softplus_backward(grad_out, self.exp_scaled, self.linear)

@@ -9,10 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels, random
+from .. import random
 from ..autograd import Function
 from ..backend import array_module, backend_of, is_array
+from ..kernels import Kernel
 from ..tensor import Tensor
+
+
+def _reparameterize_twin(mu, logvar, eps):
+    std_eps = array_module(logvar).exp(0.5 * logvar) * eps
+    return mu + std_eps, 0.5 * std_eps
+
+
+reparameterize_terms = Kernel(
+    "reparameterize_terms", "T mu, T logvar, T eps", "T z, T half_std_eps",
+    """
+    T std_eps = exp((T)0.5 * logvar) * eps;
+    z = mu + std_eps;
+    half_std_eps = (T)0.5 * std_eps;
+    """,
+    _reparameterize_twin,
+)
+"""z = μ + e^(lv/2)·ε and ∂z/∂lv = ½·e^(lv/2)·ε (∂z/∂μ = 1)."""
 
 
 class Reparameterize(Function):
@@ -24,11 +42,11 @@ class Reparameterize(Function):
     ∂z/∂μ = 1:  ∂L/∂μ = ∂L/∂z.
     ∂z/∂logvar = ½·exp(½·logvar)·ε:  ∂L/∂logvar = ½·∂L/∂z ⊙ (σ ⊙ ε).
     ε gets no gradient. Saves ½·σ ⊙ ε, only if logvar needs a gradient. Forward and ∂z/∂logvar come from
-    one fused kernel (``tinyae.kernels.reparameterize``).
+    one fused kernel (``reparameterize_terms``, above).
     """
 
     def forward(self, mu, logvar, eps):
-        z, half_noise = kernels.reparameterize(mu, logvar, eps)
+        z, half_noise = reparameterize_terms(mu, logvar, eps)
         self.half_noise = half_noise if self.needs_input_grad[1] else None
         return z
 

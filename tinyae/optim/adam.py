@@ -20,8 +20,68 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend, kernels
+from .. import backend
+from ..backend import array_module
+from ..kernels import Kernel
 from .optimizer import Optimizer, ParamsT, check_nonnegative
+
+CHUNK = 65536  # elements per slice of the Adam twin: its 13 passes then run in cache, not in main memory
+
+
+def _adam_twin(grad, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps,
+               weight_decay, decoupled_decay, param, exp_avg, exp_avg_sq):
+    """The update in array operations, slice by slice over the flattened arrays (elementwise: slicing
+    changes no bit, and each slice's 13 passes stay in cache)."""
+    scalars = (one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,
+               decoupled_decay)
+    updated = (param, exp_avg, exp_avg_sq)
+    if param.size <= CHUNK or not all(array.flags.c_contiguous for array in updated):
+        return _adam_slice(grad, *scalars, param, exp_avg, exp_avg_sq)
+    # views of the arrays to update (grad's may be a copy: it is only read)
+    grad, param, exp_avg, exp_avg_sq = (array.reshape(-1) for array in (grad, *updated))
+    for start in range(0, param.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        _adam_slice(grad[part], *scalars, param[part], exp_avg[part], exp_avg_sq[part])
+
+
+def _adam_slice(grad, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps,
+                weight_decay, decoupled_decay, param, exp_avg, exp_avg_sq):
+    if decoupled_decay != 1.0:
+        param *= decoupled_decay
+    if weight_decay != 0.0:
+        grad = grad + weight_decay * param
+    difference = grad - exp_avg  # m ← m + (1 − β₁)(g − m), torch.lerp's form for weights < ½
+    difference *= one_minus_beta1
+    exp_avg += difference
+    squared = grad * one_minus_beta2
+    squared *= grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += squared
+    denom = array_module(exp_avg_sq).sqrt(exp_avg_sq)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    update = exp_avg * -step_size
+    update /= denom
+    param += update
+
+
+adam_update = Kernel(
+    "adam_update",
+    "T grad, T one_minus_beta1, T beta2, T one_minus_beta2, T step_size, T bias_correction2_sqrt, T eps, "
+    "T weight_decay, T decoupled_decay",
+    "T param, T exp_avg, T exp_avg_sq",
+    """
+    param = param * decoupled_decay;
+    T g = weight_decay == 0 ? grad : grad + weight_decay * param;  /* as the twin: 0*inf would be NaN */
+    exp_avg += (g - exp_avg) * one_minus_beta1;
+    exp_avg_sq = exp_avg_sq * beta2 + g * one_minus_beta2 * g;
+    param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);
+    """,
+    _adam_twin,
+    min_compiled_size=0,  # the twin makes 13 passes: a compiled call is cheaper at any size
+)
+"""One Adam step in place (decoupled_decay = 1 − γλ for AdamW, weight_decay = λ for Adam's L2 term, else 1
+and 0): m ← m + (1 − β₁)(g − m);  v ← β₂v + (1 − β₂)g²;  θ ← θ − step_size·m / (√v/√(1 − β₂ᵗ) + ε)."""
 
 
 class Adam(Optimizer):
@@ -48,7 +108,6 @@ class Adam(Optimizer):
                     "amsgrad": amsgrad, "maximize": maximize,
                     "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
-        self._layouts: dict[int, dict[str, Any]] = {}  # id(group) → its flat buffers (see _fused_step)
 
     def _check_hyperparameters(self, group: dict[str, Any], where: str = "") -> None:
         check_nonnegative(group["lr"], "learning rate lr", where)
@@ -114,17 +173,15 @@ class Adam(Optimizer):
             weights += update  # in place: θ ← θ − step_size · m / denom
 
 
-    # The multi-tensor path: one kernel over flat buffers ------------------------------------------------
+    # The multi-tensor path: one kernel call over every parameter ----------------------------------------
     def _fused_step(self, group: dict[str, Any]) -> bool:
-        """Update the whole group with the fused ``kernels.adam`` over flat buffers; False if it can't.
+        """Update the whole group with ``adam_update.foreach``; False if it can't.
 
-        The parameters' arrays and their moments are views into three flat buffers per group (built on
-        first use, rebuilt whenever a parameter's array or a state array was replaced, e.g. by
-        ``load_state_dict``); ``Kernel.foreach`` takes the gradients as a list: on the CPU one compiled call
-        walks them in place, on the GPU they are gathered into a fourth buffer for one launch.
-        Used when every parameter of the group has a gradient, all share dtype, backend and step count, and
-        neither amsgrad nor maximize is on. It computes exactly what the per-parameter loop computes, in the
-        same order of operations.
+        On the CPU one compiled call walks every parameter, its gradient and moments in place (the arrays
+        stay the parameters' own: a ``state_dict()`` taken before keeps following them); on the GPU it is
+        one launch per parameter. Used when every parameter of the group has a gradient, all share dtype,
+        backend and step count, and neither amsgrad nor maximize is on. It computes exactly what the
+        per-parameter loop computes, in the same order of operations.
         """
         params = group["params"]
         beta1, beta2 = (float(beta) for beta in group["betas"])
@@ -135,46 +192,23 @@ class Adam(Optimizer):
         if len(steps) != 1 or any(p.grad is None or type(p.data) is not type(first) or p.dtype != first.dtype
                                   for p in params):
             return False
-        layout = self._flat_layout(group)
         step = steps.pop() + 1
+        states = []
         for param in params:
-            self.state[param]["step"] = step
+            state = self.state.setdefault(param, {})
+            if not state:
+                xp = array_module(param.data)
+                state["exp_avg"], state["exp_avg_sq"] = xp.zeros_like(param.data), xp.zeros_like(param.data)
+            state["step"] = step
+            states.append(state)
         lr, weight_decay = float(group["lr"]), float(group["weight_decay"])
         decoupled = bool(group["decoupled_weight_decay"])
         scalars = (1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1**step), (1.0 - beta2**step) ** 0.5,
                    float(group["eps"]), 0.0 if decoupled else weight_decay,
                    1.0 - lr * weight_decay if decoupled else 1.0)
-        kernels.adam.foreach([p.grad for p in params], *scalars, layout["param"], layout["exp_avg"],
-                             layout["exp_avg_sq"])
+        adam_update.foreach([p.grad for p in params], *scalars, [p.data for p in params],
+                            [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states])
         return True
-
-    def _flat_layout(self, group: dict[str, Any]) -> dict[str, Any]:
-        """The group's flat buffers, (re)built so that every parameter and moment is a view into them."""
-        params = group["params"]
-        layout = self._layouts.get(id(group))
-        if layout is not None and all(
-            p.data is view and self.state[p]["exp_avg"] is m and self.state[p]["exp_avg_sq"] is v
-            for p, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"])
-        ):
-            return layout
-        xp = backend.array_module(params[0].data)
-        sizes = [p.size for p in params]
-        layout = {}
-        for key in ("param", "exp_avg", "exp_avg_sq"):
-            flat = xp.empty(sum(sizes), dtype=params[0].dtype)
-            views, offset = [], 0
-            for param, size in zip(params, sizes):
-                view = flat[offset: offset + size].reshape(param.shape)
-                state = self.state.setdefault(param, {"step": 0})
-                view[...] = param.data if key == "param" else state.get(key, 0)
-                views.append(view)
-                offset += size
-            layout[key], layout[f"{key}_views"] = flat, views
-        for param, view, m, v in zip(params, layout["param_views"], layout["exp_avg_views"], layout["exp_avg_sq_views"]):
-            param.data = view
-            self.state[param]["exp_avg"], self.state[param]["exp_avg_sq"] = m, v
-        self._layouts[id(group)] = layout
-        return layout
 
 
 class AdamW(Adam):

@@ -48,7 +48,15 @@ C_TYPES = {
 SCALARS = (int, float, np.number, np.bool_)
 FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
 NATIVE = ["-march=native"]  # tried first; some compilers (or CPUs) refuse it, then the loops build without
-HEADER = "#include <stdbool.h>\n#include <stddef.h>\n#include <tgmath.h>\n"
+HEADER = """#include <fenv.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <tgmath.h>
+#define TINYAE_FP_FLAGS() ((fetestexcept(FE_INVALID) ? 1 : 0) | (fetestexcept(FE_DIVBYZERO) ? 2 : 0) \\
+    | (fetestexcept(FE_OVERFLOW) ? 4 : 0) | (fetestexcept(FE_UNDERFLOW) ? 8 : 0))
+"""
+FP_FLAGS = ((2, "divide", "divide by zero"), (4, "over", "overflow"), (8, "under", "underflow"),
+            (1, "invalid", "invalid value"))  # (the bit TINYAE_FP_FLAGS sets, np.geterr's key, NumPy's words)
 VECTOR_MATH = """#if defined __GNUC__ && !defined __clang__ && defined __x86_64__ && defined __GLIBC_PREREQ
 #if __GLIBC_PREREQ(2, 35)
 #define SIMD __attribute__((__simd__("notinbranch")))  /* libmvec has these: GCC may vectorize calls */
@@ -107,11 +115,15 @@ class CompiledLoop:
                 arg_dtypes.append(None)
             else:  # another shape (a broadcast), an ndarray subclass, a scalar as an output, anything else
                 return NotImplemented
+        outputs = args[inputs:]
+        if outputs and _overlaps_partly(outputs, args[:inputs]):
+            return NotImplemented
         prepared = self._prepared_for(tuple(arg_dtypes))
         if prepared is None:
             return NotImplemented
         function, dtypes = prepared
         call = [first.size]  # the C function's arguments, n first
+        copies = []  # inputs copied into the loop's layout: alive until the call has read them
         for index, (value, dtype) in enumerate(zip(args, arg_dtypes)):
             if dtype is None:
                 call.append(value)
@@ -119,18 +131,22 @@ class CompiledLoop:
             writes = index >= inputs
             ordered = _in_order(value, axes)
             if not (writes or ordered.flags.c_contiguous):  # another layout: copy it into ours
-                ordered = np.empty_like(first, dtype)
-                np.copyto(ordered, value)
-                ordered = _in_order(ordered, axes)
+                copy = np.empty_like(first, dtype)
+                np.copyto(copy, value)
+                copies.append(copy)
+                ordered = _in_order(copy, axes)
             address = _checked_address(ordered, writes)
             if address is None:
                 return NotImplemented
             call.append(address)
-        outputs = args[inputs:]
         if not outputs:
             outputs = tuple(np.empty_like(first, dtype) for dtype in dtypes[inputs:])
             call += [_address(_in_order(output, axes)) for output in outputs]
-        function(*call)
+        flags = function(*call)
+        if flags and _raised(flags):
+            if len(args) == inputs:  # fresh outputs: the twin computes them again, with NumPy's own warnings
+                return NotImplemented
+            report(flags, self.name)  # updated in place: it can't be undone, so warn as NumPy would
         return outputs[0] if len(outputs) == 1 else outputs
 
     def foreach(self, *args):
@@ -138,8 +154,8 @@ class CompiledLoop:
 
         Each array argument is a list of arrays, one per tensor, or one flat array holding all the tensors
         back to back (tensor j is its next ``size_j`` elements); scalars are shared. The first argument is a
-        list and gives the sizes; outputs are passed and flat. Returns None, or ``NotImplemented`` (nothing
-        was written) where ``__call__`` would refuse some tensor's arguments.
+        list and gives the sizes; outputs are passed (lists or flat). Returns None, or ``NotImplemented``
+        (nothing was written) where ``__call__`` would refuse some tensor's arguments.
         """
         inputs = len(self.inputs)
         if len(args) != inputs + len(self.outputs) or not isinstance(args[0], list):
@@ -150,10 +166,10 @@ class CompiledLoop:
         arg_dtypes, kinds, call = [], [], [len(sizes), (ctypes.c_ssize_t * len(sizes))(*sizes)]
         for index, value in enumerate(args):
             writes = index >= inputs
-            if isinstance(value, list) and not writes:
+            if isinstance(value, list):
                 if len(value) != len(shapes) or any(type(array) is not np.ndarray for array in value):
                     return NotImplemented
-                addresses = [_checked_address(array, False) if array.shape == shape else None
+                addresses = [_checked_address(array, writes) if array.shape == shape else None
                              for array, shape in zip(value, shapes)]
                 dtypes = {array.dtype for array in value}
                 if None in addresses or len(dtypes) != 1:
@@ -174,10 +190,14 @@ class CompiledLoop:
                 call.append(value)
             else:
                 return NotImplemented
+        if _overlaps_partly(_arrays_in(args[inputs:]), _arrays_in(args[:inputs])):
+            return NotImplemented
         prepared = self._prepared_for(tuple(arg_dtypes), tuple(kinds))
         if prepared is None:
             return NotImplemented
-        prepared[0](*call)
+        flags = prepared[0](*call)
+        if flags and _raised(flags):
+            report(flags, self.name)
         return None
 
     def _prepared_for(self, arg_dtypes: tuple, foreach_kinds: tuple | None = None) -> tuple | None:
@@ -216,7 +236,7 @@ class CompiledLoop:
         leading = [ctypes.c_ssize_t] if foreach_kinds is None else [ctypes.c_ssize_t, ctypes.c_void_p]
         function.argtypes = leading + [ctypes.c_void_p if array else C_TYPES[dtype].ctype
                                        for dtype, array in zip(dtypes, is_array)]
-        function.restype = None
+        function.restype = ctypes.c_int  # the floating-point exceptions raised (TINYAE_FP_FLAGS)
         return function, dtypes
 
     @functools.cached_property
@@ -248,9 +268,11 @@ class CompiledLoop:
                         if _is_placeholder(t)}
         typedefs = "".join(f"typedef {c_type} {t};\n" for t, c_type in placeholders.items())
         return (f"{HEADER}{VECTOR_MATH if self.math_calls else ''}{typedefs}{self.preamble}\n"
-                f"void {self.name}({', '.join(parameters)}) {{\n"
+                f"int {self.name}({', '.join(parameters)}) {{\n"
+                f"    feclearexcept(FE_ALL_EXCEPT);\n"
                 f"    for (ptrdiff_t i = 0; i < _n; i++) {{\n        {' '.join(loads)}\n"
-                f"        {{{self.operation};}}\n        {' '.join(stores)}\n    }}\n}}\n")
+                f"        {{\n{self.operation}\n;}}\n        {' '.join(stores)}\n    }}\n"
+                f"    return TINYAE_FP_FLAGS();\n}}\n")
 
     def foreach_source(self, dtypes: tuple, kinds: tuple) -> str:
         """The C text of ``{name}_foreach``, which calls the loop (``source``) once per tensor: with the j-th
@@ -267,9 +289,62 @@ class CompiledLoop:
             else:
                 parameters.append(f"{c_type} *_{name}")
                 arguments.append(f"_{name} + _offset")
-        return (f"void {self.name}_foreach({', '.join(parameters)}) {{\n"
+        return (f"int {self.name}_foreach({', '.join(parameters)}) {{\n"
+                f"    int _flags = 0;\n"
                 f"    for (ptrdiff_t _t = 0, _offset = 0; _t < _count; _offset += _sizes[_t++])\n"
-                f"        {self.name}({', '.join(arguments)});\n}}\n")
+                f"        _flags |= {self.name}({', '.join(arguments)});\n"
+                f"    return _flags;\n}}\n")
+
+
+def _arrays_in(values) -> list:
+    """The arrays among ``values``, lists of arrays flattened."""
+    found = []
+    for value in values:
+        if isinstance(value, list):
+            found += value
+        elif type(value) is np.ndarray:
+            found.append(value)
+    return found
+
+
+def _overlaps_partly(outputs, inputs) -> bool:
+    """Whether an output shares memory with an input other than by being the very same elements (the loop
+    reads each element before writing it, so ``out is x`` is fine, but a shifted view would read values it
+    has already overwritten)."""
+    for output in outputs:
+        for value in inputs:
+            if type(value) is np.ndarray and np.may_share_memory(output, value) and not (
+                    output.__array_interface__["data"][0] == value.__array_interface__["data"][0]
+                    and output.strides == value.strides and output.shape == value.shape):
+                return True
+    return False
+
+
+def _raised(flags: int) -> int:
+    """The floating-point exceptions among ``flags`` that NumPy would act on now (``np.geterr``)."""
+    settings = np.geterr()
+    return sum(bit for bit, kind, _ in FP_FLAGS if flags & bit and settings[kind] != "ignore")
+
+
+def report(flags: int, name: str) -> None:
+    """Act on the floating-point exceptions of a compiled call as NumPy acts on a ufunc's (``np.seterr``):
+    warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call, print or log."""
+    settings = np.geterr()
+    for bit, kind, words in FP_FLAGS:
+        mode = settings[kind]
+        if not flags & bit or mode == "ignore":
+            continue
+        message = f"{words} encountered in {name}"
+        if mode == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        elif mode == "raise":
+            raise FloatingPointError(message)
+        elif mode == "call":
+            np.geterrcall()(message, bit)
+        elif mode == "print":
+            print(f"Warning: {message}")
+        else:  # "log"
+            np.geterrcall().write(f"Warning: {message}\n")
 
 
 def _checked_address(array: np.ndarray, writes: bool) -> int | None:

@@ -216,7 +216,7 @@ _FUNCTIONS = (
 ).split()
 
 namespace = types.SimpleNamespace(
-    __name__="tinyae.testing.strict.namespace",
+    __name__="tinyae.backend.strict.namespace",
     ndarray=StrictArray,
     asarray=_asarray,
     array=_array,

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .testing import strict
+from . import strict
 
 BACKENDS = ("numpy", "cupy", "strict")
 
