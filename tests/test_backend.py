@@ -45,7 +45,7 @@ def test_strict_refuses_implicit_conversion_to_numpy():
         np.asarray(a)
     with pytest.raises(TypeError):
         np.exp(a)
-    with pytest.raises(TypeError, match="size-1"):
+    with pytest.raises(TypeError, match="0-dimensional"):
         float(a)
     assert float(a[1]) == 1.0 and a.sum().item() == 3.0
     assert np.array_equal(a.get(), np.arange(3.0))
@@ -55,9 +55,11 @@ def test_strict_refuses_mixing_with_numpy_arrays():
     a = strict_xp.asarray(np.arange(3.0))
     host = np.ones(3)
     for mix in (lambda: a + host, lambda: host + a, lambda: a * host, lambda: strict_xp.maximum(a, host),
-                lambda: strict_xp.where(a > 0, a, host), lambda: a.__setitem__(slice(None), host)):
+                lambda: strict_xp.where(a > 0, a, host)):
         with pytest.raises(TypeError):
             mix()
+    with pytest.raises(ValueError, match="cannot be assigned a ndarray"):  # CuPy's error type here
+        a[:] = host
     assert to_numpy(a + 1.0).tolist() == [1.0, 2.0, 3.0]
     assert to_numpy(a * np.float32(2)).tolist() == [0.0, 2.0, 4.0]
 
