@@ -230,17 +230,14 @@ def test_a_hanging_compiler_is_stopped_with_its_process_group(fresh, tmp_path, h
 def test_an_interrupted_compiler_is_stopped_too(fresh, tmp_path, monkeypatch):
     pids = tmp_path / "pids"
     cc = executable(tmp_path / "cc", HANGING.format(pids=pids, hangs_at="--version"))
-    wait = subprocess.Popen.wait
 
-    def interrupted(process, timeout=None):
-        if timeout == compiler.COMPILE_TIMEOUT:  # Ctrl-C, once the script has started its child
-            deadline = time.perf_counter() + 5
-            while time.perf_counter() < deadline and len(runs(pids)) < 2:
-                time.sleep(0.01)
-            raise KeyboardInterrupt
-        return wait(process, timeout)
+    def interrupted(process, timeout):  # Ctrl-C, once the script has started its child
+        deadline = time.perf_counter() + 5
+        while time.perf_counter() < deadline and len(runs(pids)) < 2:
+            time.sleep(0.01)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(subprocess.Popen, "wait", interrupted)
+    monkeypatch.setattr(compiler, "_wait", interrupted)
     monkeypatch.setattr(compiler, "TERM_GRACE", 0.1)
     with pytest.raises(KeyboardInterrupt):
         compiler._run([cc, "--version"])
