@@ -5,6 +5,8 @@ tensors with tinyae.tensor(...) so that they land on it.
 """
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,6 +14,10 @@ from hypothesis import HealthCheck, settings
 
 import tinyae
 from tinyae import backend
+
+# The compiled CPU kernels are cached in a folder of this run (subprocesses inherit it), never in ~/.cache.
+KERNEL_CACHE = tempfile.mkdtemp(prefix="tinyae-test-cache-")
+os.environ["TINYAE_CACHE_DIR"] = KERNEL_CACHE
 
 settings.register_profile(
     "ci", max_examples=20, derandomize=True, deadline=None, print_blob=True,
@@ -33,6 +39,10 @@ def _cupy_available() -> bool:
 
 def pytest_report_header(config):
     return f"tinyae backend: {BACKEND}; hypothesis profile: {settings._current_profile}"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(KERNEL_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import strict
+from . import cloop
 from .cloop import CompiledLoop
 
 MIN_COMPILED_SIZE = 1024  # below this, a compiled call's ~7 µs of Python and ctypes costs more than a short twin
@@ -75,6 +76,13 @@ class Kernel:
         for _, parameter in self.inputs + self.outputs:
             if parameter in ("i", "n") or parameter.startswith("_"):
                 raise ValueError(f"kernel {name}: {parameter!r} is reserved by CuPy")
+        for called in sorted(cloop.calls(preamble + "\n" + operation) - cloop.MATH_FUNCTIONS):
+            if len(called) == 1 and called.isupper() or called in ("float", "double", "bool"):
+                raise ValueError(f"kernel {name}: {called}(...) is a C++ cast, which the CPU's C loop can't "
+                                 f"compile; write ({called})(...)")
+            raise ValueError(f"kernel {name}: the body calls {called}(), but a body may call only "
+                             f"{', '.join(sorted(cloop.MATH_FUNCTIONS))} (cloop.MATH_FUNCTIONS: those the "
+                             f"CPU's C loop can vectorize)")
         self._cupy_kernel = None
         self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation, preamble)
 

@@ -9,30 +9,30 @@ where the NumPy twin makes one pass per operation. ``<tgmath.h>`` makes ``sqrt``
 That pays only where the compiler vectorizes the loop. It does for arithmetic, ``sqrt`` and ``fabs``; for
 ``exp``, ``expm1``, ``log`` and ``log1p`` only where the C library has SIMD versions of them (glibc's libmvec,
 with GCC on x86-64: ``vector_math_available``). Elsewhere those would be scalar calls, slower than NumPy's
-SIMD ufuncs, and such kernels keep their twin (``CompiledLoop.vectorizes``). Measured on a 2-core EPYC: the
+SIMD ufuncs, and such kernels keep their twin (``CompiledLoop.vectorizes``). A body may call only these
+functions (``MATH_FUNCTIONS``): ``Kernel`` refuses one calling another (``max``, ``fminf``, ``__expf``), which
+would take the slow path everywhere. Measured on a 2-core EPYC: the
 Adam update of 652,824 float32 parameters takes 0.43 ms compiled and 1.8 ms as the twin; BCE-with-logits
 over a 128×784 batch 0.22 ms and 0.6 ms.
 
-Each (kernel, argument kinds) is built once per process with ``$CC`` (default ``cc``) into a temporary
-directory, in about 0.1 s. The flags keep IEEE semantics (no fast-math) and the twin's rounding for
-arithmetic: no fused multiply-add (``-ffp-contract=off``). Where no compiler works, a warning says so once
-and the twins run.
+Each (kernel, argument kinds) is built with ``$CC`` (default ``cc``) in about 0.1 s, once: the library is
+cached on disk for later processes (``compiler``: where, how it is keyed and checked, the time limit). The
+flags keep IEEE semantics (no fast-math) and the twin's rounding for arithmetic: no fused multiply-add
+(``-ffp-contract=off``). Where no compiler works, a warning says so once and the twins run;
+``TINYAE_CPU_KERNELS=numpy`` chooses the twins.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import re
-import shlex
-import subprocess
-import tempfile
 import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from . import compiler
 
 
 class CType(NamedTuple):
@@ -46,8 +46,6 @@ C_TYPES = {
     np.dtype(np.bool_): CType("bool", ctypes.c_bool),
 }
 SCALARS = (int, float, np.number, np.bool_)
-FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
-NATIVE = ["-march=native"]  # tried first; some compilers (or CPUs) refuse it, then the loops build without
 HEADER = """#include <fenv.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -72,9 +70,10 @@ double (log)(double) SIMD; double (log1p)(double) SIMD;
 """
 ALWAYS_VECTORIZED = {"sqrt", "fabs"}  # single instructions
 VECTOR_FUNCTIONS = {"exp", "expm1", "log", "log1p"}  # vectorized where VECTOR_MATH compiles
+MATH_FUNCTIONS = ALWAYS_VECTORIZED | VECTOR_FUNCTIONS  # what a kernel's body may call (<tgmath.h>: any dtype)
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
-_C_KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof"}
-_flag_sets = [NATIVE, []]  # NATIVE is dropped once it fails where the plain flags work
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
+_C_KEYWORDS = {"if", "else", "for", "while", "do", "switch", "case", "return", "sizeof"}
 
 
 class CompiledLoop:
@@ -232,17 +231,23 @@ class CompiledLoop:
         library = _build(self.name, source, ["-lmvec"] if self.math_calls else [])
         if library is None:
             return None
-        function = getattr(library, self.name if foreach_kinds is None else f"{self.name}_foreach")
+        function = getattr(library, self.symbol if foreach_kinds is None else f"{self.symbol}_foreach")
         leading = [ctypes.c_ssize_t] if foreach_kinds is None else [ctypes.c_ssize_t, ctypes.c_void_p]
         function.argtypes = leading + [ctypes.c_void_p if array else C_TYPES[dtype].ctype
                                        for dtype, array in zip(dtypes, is_array)]
         function.restype = ctypes.c_int  # the floating-point exceptions raised (TINYAE_FP_FLAGS)
         return function, dtypes
 
+    @property
+    def symbol(self) -> str:
+        """The C function's name: the kernel's, prefixed, so that a kernel named ``exp`` or ``double`` can't
+        clash with the C library or a keyword."""
+        return f"tinyae_{self.name}"
+
     @functools.cached_property
     def math_calls(self) -> set[str]:
         """The functions the body calls, other than ``sqrt`` and ``fabs`` (single instructions)."""
-        return set(_CALL.findall(self.preamble + self.operation)) - _C_KEYWORDS - ALWAYS_VECTORIZED
+        return calls(self.preamble + "\n" + self.operation) - ALWAYS_VECTORIZED
 
     @functools.cached_property
     def vectorizes(self) -> bool:
@@ -267,11 +272,13 @@ class CompiledLoop:
         placeholders = {t: C_TYPES[dtype].name for (t, _), dtype in zip(self.inputs + self.outputs, dtypes)
                         if _is_placeholder(t)}
         typedefs = "".join(f"typedef {c_type} {t};\n" for t, c_type in placeholders.items())
-        return (f"{HEADER}{VECTOR_MATH if self.math_calls else ''}{typedefs}{self.preamble}\n"
-                f"int {self.name}({', '.join(parameters)}) {{\n"
+        # The preamble and the body on lines of their own, a blank one after each: a trailing // comment
+        # ends there, even one ending in a backslash (which joins the next line to it).
+        return (f"{HEADER}{VECTOR_MATH if self.math_calls else ''}{typedefs}{self.preamble}\n\n"
+                f"int {self.symbol}({', '.join(parameters)}) {{\n"
                 f"    feclearexcept(FE_ALL_EXCEPT);\n"
                 f"    for (ptrdiff_t i = 0; i < _n; i++) {{\n        {' '.join(loads)}\n"
-                f"        {{\n{self.operation}\n;}}\n        {' '.join(stores)}\n    }}\n"
+                f"        {{\n{self.operation}\n\n        ;}}\n        {' '.join(stores)}\n    }}\n"
                 f"    return TINYAE_FP_FLAGS();\n}}\n")
 
     def foreach_source(self, dtypes: tuple, kinds: tuple) -> str:
@@ -289,10 +296,10 @@ class CompiledLoop:
             else:
                 parameters.append(f"{c_type} *_{name}")
                 arguments.append(f"_{name} + _offset")
-        return (f"int {self.name}_foreach({', '.join(parameters)}) {{\n"
+        return (f"int {self.symbol}_foreach({', '.join(parameters)}) {{\n"
                 f"    int _flags = 0;\n"
                 f"    for (ptrdiff_t _t = 0, _offset = 0; _t < _count; _offset += _sizes[_t++])\n"
-                f"        _flags |= {self.name}({', '.join(arguments)});\n"
+                f"        _flags |= {self.symbol}({', '.join(arguments)});\n"
                 f"    return _flags;\n}}\n")
 
 
@@ -380,57 +387,25 @@ def _is_placeholder(type_name: str) -> bool:
     return len(type_name) == 1 and type_name.isupper()
 
 
-@functools.cache
-def compiler_works() -> bool:
-    """Whether ``$CC`` builds and loads a trivial library here; if not, one warning: the twins will run."""
-    result = _compile("void probe(void) {}\n", [])
-    if isinstance(result, str):
-        warnings.warn(f"tinyae could not compile its CPU kernels, so their NumPy twins run instead (slower); "
-                      f"set CC to a working C compiler to fix this. The attempt:\n{result[:1000]}",
-                      RuntimeWarning, stacklevel=6)
-        return False
-    return True
+def calls(code: str) -> set[str]:
+    """The names ``code`` calls (a name followed by "("), comments and C keywords (``if (``) left out; casts
+    (``(T)0.5``) are not calls."""
+    return set(_CALL.findall(_COMMENT.sub(" ", code))) - _C_KEYWORDS
 
 
 @functools.cache
 def vector_math_available() -> bool:
     """Whether the C compiler and library here vectorize ``exp``/``log`` calls (VECTOR_MATH compiles)."""
     probe = f"{HEADER}{VECTOR_MATH}void probe(void) {{}}\n"
-    return compiler_works() and not isinstance(_compile(probe, ["-lmvec"]), str)
+    return isinstance(compiler.library(probe, ["-lmvec"]), ctypes.CDLL)
 
 
 def _build(name: str, source: str, libraries: list[str]) -> ctypes.CDLL | None:
-    """Compile and load one kernel's ``source``; None (the twin runs) if no compiler works or it fails."""
-    if not compiler_works():
-        return None
-    library = _compile(source, libraries)
+    """Compile and load one kernel's ``source`` (or load it from the cache); None (the twin runs) if no
+    compiler works or it fails."""
+    library = compiler.library(source, libraries)
     if isinstance(library, str):  # the compiler works, so the kernel's body is at fault
-        warnings.warn(f"tinyae's CPU kernel {name!r} does not compile, so its NumPy twin runs instead; this "
-                      f"is a bug in tinyae, please report it:\n{library[:1000]}",
-                      RuntimeWarning, stacklevel=5)
+        compiler.warn(f"tinyae's CPU kernel {name!r} does not compile, so its NumPy twin runs instead; this "
+                      f"is a bug in tinyae, please report it:\n{library[:1000]}")
         return None
     return library
-
-
-def _compile(source: str, libraries: list[str]) -> ctypes.CDLL | str:
-    """The shared library built from ``source``, loaded; or what went wrong, as text."""
-    compiler = shlex.split(os.environ.get("CC", "cc"))
-    problem = ""
-    try:
-        with tempfile.TemporaryDirectory(prefix="tinyae-kernel-", ignore_cleanup_errors=True) as directory:
-            c_file, library = Path(directory, "kernel.c"), Path(directory, "kernel.so")
-            c_file.write_text(source)
-            for extra in list(_flag_sets):
-                command = [*compiler, *FLAGS, *extra, str(c_file), "-o", str(library), *libraries, "-lm"]
-                try:
-                    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
-                    loaded = ctypes.CDLL(str(library))  # loaded, so the file may go with the directory
-                except (OSError, subprocess.SubprocessError) as error:
-                    problem = f"{' '.join(command)}\n{getattr(error, 'stderr', None) or error}".strip()
-                    continue
-                if extra != NATIVE and NATIVE in _flag_sets:
-                    _flag_sets.remove(NATIVE)  # refused by this compiler or CPU: don't try it again
-                return loaded
-    except OSError as error:  # no writable temporary directory
-        problem = f"{type(error).__name__}: {error}"
-    return problem
