@@ -197,3 +197,35 @@ def test_an_output_that_is_its_input_shares_the_counter():
     y = ReturnsItsInput.apply(w)
     w._bump_version()
     assert y._version == 1
+
+
+def test_a_write_into_another_tensor_is_not_an_error():
+    w, other = leaf([1.0, 2.0]), leaf([3.0])
+    loss = (w * w).sum()
+    nn.init.zeros_(other)  # a write happened since the forward, but not into anything Mul saved
+    loss.backward()
+    np.testing.assert_allclose(to_numpy(w.grad), [2.0, 4.0])
+
+
+class FlattensAndSavesItsOutput(ta.Function):
+    """y = x viewed as 1-D, keeping y (a view of x's memory, so y shares x's counter)."""
+
+    def forward(self, x):
+        self.shape, self.out = x.shape, x.reshape(-1)
+        return self.out
+
+    def backward(self, grad_out):
+        return grad_out.reshape(self.shape)
+
+
+def test_an_output_viewing_a_written_input_records_the_version_it_had():
+    w = leaf(np.ones((2, 2)))
+    nn.init.zeros_(w)  # w (and so y) are at version 1 before the op runs
+    loss = FlattensAndSavesItsOutput.apply(w).sum()
+    nn.init.zeros_(leaf([0.0]))  # a write elsewhere: backward compares versions
+    loss.backward()
+    np.testing.assert_allclose(to_numpy(w.grad), np.ones((2, 2)))
+    loss = FlattensAndSavesItsOutput.apply(w).sum()
+    nn.init.zeros_(w)
+    with pytest.raises(RuntimeError, match="FlattensAndSavesItsOutput.backward needs input 0"):
+        loss.backward()

@@ -22,16 +22,20 @@ Memory: after a node's backward has run, its saved arrays and its links to its i
 intermediate results are freed as soon as backward is past them. A second ``backward`` through the same
 graph therefore raises a RuntimeError, unless the first one was called with ``retain_graph=True``.
 
-Checks, as PyTorch's: every backward must return one gradient (or None) per positional input (extra
-trailing Nones, for optional inputs left out, are allowed), each of its input's shape and backend (array
-type); a floating-point gradient of another precision is cast to its
-input's dtype (NumPy's promotion in a mixed-precision op, e.g. float64 data × float32 weights, makes one),
-any other dtype is an error. NumPy's 0-d results are scalars: the engine turns them back into 0-d arrays.
+Checks, as PyTorch's ``validate_outputs``: every backward must return one gradient (or None) per positional
+input (extra trailing Nones, for optional inputs left out, are allowed), each of its input's shape and
+backend (array type); a floating-point gradient of another precision is cast to its input's dtype (NumPy's
+promotion in a mixed-precision op, e.g. float64 data × float32 weights, makes one), any other dtype is an
+error. Each violation raises a RuntimeError naming the op and the input's position. NumPy's 0-d results are
+scalars: the engine turns them back into 0-d arrays, in its sums and in ``.grad``.
 
 Version counters: a Tensor's ``_version`` counts the in-place writes tinyae made into its memory (optimizer
 steps, ``Module.load_state_dict``, ``nn.init``); views of one memory share one count. ``Function.apply``
-records the version of every input (and of the output) whose memory the forward saved on ``self``, and the
-backward raises a RuntimeError if it changed since: the saved array no longer holds what the forward saw.
+records its inputs' versions, and the backward raises a RuntimeError, as PyTorch does, when the memory of an
+input (or of the output) that the forward saved on ``self`` was written since: the saved array no longer
+holds what the forward saw. An input written but not saved (``Add``'s) is fine. The check costs one
+comparison per node: a process-wide count of writes tells whether any write happened since the op ran,
+and only then are the saved arrays compared with the inputs' memory, so no op has to declare what it saves.
 Writing into ``tensor.data`` directly is the unchecked escape hatch, as in PyTorch.
 """
 
@@ -83,6 +87,15 @@ class VersionCounter:
     def __init__(self) -> None:
         self.value = 0
 
+    def bump(self) -> None:
+        """Count one in-place write (here and in the process-wide count that lets backward skip its checks)."""
+        global _writes
+        self.value += 1
+        _writes += 1
+
+
+_writes = 0  # in-place writes counted so far, all tensors together: unchanged since an op ran → nothing to check
+
 
 class Function:
     """Base class of every differentiable op (and of your own: see docs/backprop.md, "Writing your own op").
@@ -95,7 +108,9 @@ class Function:
 
     needs_input_grad: tuple[bool, ...]
     inputs: tuple | None
-    saved_versions: tuple = ()  # (input position, or None for the output; its version) per saved tensor
+    versions: list[int]  # the inputs' versions when the op ran (0 for what is not a Tensor)
+    output_version: int = 0  # the output's (not 0 only for a view of a written tensor)
+    writes: int  # the process-wide write count when the op ran
 
     def forward(self, *arrays, **options):
         raise NotImplementedError
@@ -113,14 +128,18 @@ class Function:
         """
         arrays = []
         needs_grad = []
+        versions = []
         array_type = None
         for value in inputs:
             if isinstance(value, Tensor):
                 array = value.data
-                needs_grad.append(value.requires_grad)
+                needs_grad.append(value._requires_grad)
+                counter = value._version_counter
+                versions.append(0 if counter is None else counter.value)
             else:
                 array = value
                 needs_grad.append(False)
+                versions.append(0)
             arrays.append(array)
             if array is not None and not isinstance(array, _SCALARS):  # None: an absent optional input
                 if array_type is None:
@@ -130,15 +149,23 @@ class Function:
         record = _grad_enabled and any(needs_grad)
         function = cls()
         function.needs_input_grad = tuple(needs_grad) if record else (False,) * len(inputs)
+        writes = _writes
         out = function.forward(*arrays, **options)
         if isinstance(out, np.generic):  # NumPy returns scalars from 0-d ufuncs and full reductions
             out = np.asarray(out)
-        result = Tensor._make(out, record, function if record else None)
-        if out.base is not None or any(out is array for array in arrays):
-            _share_version_counter(result, inputs, arrays)
         if record:
+            result = Tensor._make(out, True, function)
             function.inputs, function.sequence = inputs, next(_sequence)
-            _record_saved_versions(function, inputs, arrays, array_type, result)
+            function.versions, function.writes = versions, writes
+        else:
+            result = Tensor._make(out, False, None)
+        if out.base is not None:
+            _share_version_counter(result, inputs, arrays)
+        else:
+            for array in arrays:
+                if out is array:  # forward returned an input as is
+                    _share_version_counter(result, inputs, arrays)
+                    break
         return result
 
     def release(self) -> None:
@@ -162,60 +189,47 @@ def _share_version_counter(result: Tensor, inputs: tuple, arrays: list) -> None:
     for value, array in zip(inputs, arrays):
         if isinstance(value, Tensor) and backend.memory_owner(array) == owner:
             result._version_counter = value._shared_version_counter()
+            if result._fn is not None:
+                result._fn.output_version = result._version
             return
 
 
-def _record_saved_versions(function: Function, inputs: tuple, arrays: list, array_type,
-                           result: Tensor) -> None:
-    """Set ``function.saved_versions``: the version of each Tensor input, and of the output, whose memory
-    ``forward`` kept among its attributes (the array itself, or a view of it).
-
-    Found generically, so that no op has to declare what it saves: each saved array is compared with the
-    inputs' arrays by identity, and a saved view (``base`` set) by memory owner. A few attribute reads per
-    saved attribute; arrays kept inside containers (lists, tuples) are not looked into.
-    """
-    saved = []
-    for value in function.__dict__.values():
-        if type(value) is not array_type:
-            continue
-        if value is result.data:
-            saved.append((None, result._version))
-            continue
-        for position, array in enumerate(arrays):
-            if value is array:
-                break
-        else:
-            if value.base is None:
-                continue  # its own memory, made by forward
-            owner = backend.memory_owner(value)
-            if owner == backend.memory_owner(result.data):
-                saved.append((None, result._version))
-                continue
-            for position, array in enumerate(arrays):
-                if type(array) is array_type and backend.memory_owner(array) == owner:
-                    break
-            else:
-                continue
-        if isinstance(inputs[position], Tensor):
-            saved.append((position, inputs[position]._version))
-    if saved:
-        function.saved_versions = tuple(saved)
-
-
 def _check_saved_versions(function: Function, output: Tensor) -> None:
-    """RuntimeError if a tensor whose memory ``function`` saved was written in place after it ran."""
-    for position, recorded in function.saved_versions:
-        tensor = output if position is None else function.inputs[position]
-        current = tensor._version
-        if current != recorded:
-            which = "its output" if position is None else f"input {position}"
-            raise RuntimeError(
-                f"{function.name}.backward needs {which} (shape {tensor.shape}) as it was when the op ran, "
-                f"but it was modified in place since: it is at version {current}, the op recorded version "
-                f"{recorded}. Hint: an optimizer.step() (or load_state_dict, an nn.init fill, another "
-                "in-place change) between the forward and the backward is the usual cause; call backward "
-                "before the step, or run the forward again after it."
-            )
+    """RuntimeError if the memory of an input, or of the output, that ``function``'s forward saved (as an
+    attribute: the array itself or a view of it) was written in place since the op ran.
+
+    Called only when some in-place write happened since then (``function.writes``); which tensors the
+    forward saved is found only now, by comparing the function's attributes with their arrays, so that
+    neither the ops nor the forward pass pay for it.
+    """
+    suspects = [(position, value, recorded) for position, (value, recorded)
+                in enumerate(zip(function.inputs, function.versions))
+                if isinstance(value, Tensor) and value._version != recorded]
+    if output._version != function.output_version:
+        suspects.append((None, output, function.output_version))
+    if not suspects:
+        return
+    saved = [value for value in function.__dict__.values() if backend.is_array(value)]
+    for position, tensor, recorded in suspects:
+        if not any(_same_memory(array, tensor.data) for array in saved):
+            continue  # written, but the backward does not read it
+        which = "its output" if position is None else f"input {position}"
+        raise RuntimeError(
+            f"{function.name}.backward needs {which} (shape {tensor.shape}) as it was when the op ran, "
+            f"but it was modified in place since: it is at version {tensor._version}, the op recorded "
+            f"version {recorded}. Hint: an optimizer.step() (or load_state_dict, an nn.init fill, another "
+            "in-place change) between the forward and the backward is the usual cause; call backward "
+            "before the step, or run the forward again after it."
+        )
+
+
+def _same_memory(saved, data) -> bool:
+    """True if array ``saved`` is ``data`` or a view of the same memory (arrays kept inside containers are
+    not looked into)."""
+    if saved is data:
+        return True
+    return (type(saved) is type(data) and (saved.base is not None or data.base is not None)
+            and backend.memory_owner(saved) == backend.memory_owner(data))
 
 
 def raise_mixed_backends(operation: str, first, second) -> None:
@@ -255,21 +269,20 @@ def backward(root: Tensor, grad_out, retain_graph: bool = False) -> None:
         grad = grads.pop(id(tensor))
         if tensor._retains_grad:
             _store_grad(tensor, grad, stored)
-        if function.saved_versions:
+        if function.writes != _writes:
             _check_saved_versions(function, tensor)
         input_grads = function.backward(grad)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if len(input_grads) != len(function.inputs):
             _check_gradient_count(function, input_grads)
-        for position, (value, input_grad) in enumerate(zip(function.inputs, input_grads)):
+        for value, input_grad in zip(function.inputs, input_grads):
             if input_grad is None or not isinstance(value, Tensor) or not value._requires_grad:
                 continue
             data = value.data
-            if type(input_grad) is not type(data) or input_grad.shape != data.shape:
-                input_grad = _valid_gradient(function, position, input_grad, data)
-            if input_grad.dtype != data.dtype:
-                input_grad = _cast_gradient(function, position, input_grad, data)
+            if (type(input_grad) is not type(data) or input_grad.shape != data.shape
+                    or input_grad.dtype != data.dtype):
+                input_grad = _valid_gradient(function, input_grads, value, input_grad)
             previous = grads.get(id(value))
             if previous is not None:
                 total = previous + input_grad
@@ -297,12 +310,17 @@ def _check_gradient_count(function: Function, input_grads: tuple) -> None:
         )
 
 
-def _valid_gradient(function: Function, position: int, grad, data):
-    """``grad`` as a gradient of input ``position`` (array ``data``): a NumPy scalar becomes a 0-d array;
-    another array type or shape is the op's bug, and raises a RuntimeError naming it."""
+def _valid_gradient(function: Function, input_grads: tuple, value: Tensor, grad):
+    """``grad``, returned by ``function.backward`` for input ``value``, made a valid gradient: a NumPy scalar
+    becomes a 0-d array, a floating-point dtype other than the input's is cast to it (NumPy's promotion in
+    mixed-precision ops makes those). Another array type, shape or dtype is the op's bug: a RuntimeError
+    naming the op and the input's position."""
+    position = next(i for i, (input_value, input_grad) in enumerate(zip(function.inputs, input_grads))
+                    if input_value is value and input_grad is grad)
+    where = f"{function.name}.backward returned a gradient for input {position}"
+    data = value.data
     if isinstance(grad, np.generic) and type(data) is np.ndarray:
         grad = np.asarray(grad)  # NumPy's 0-d arithmetic returns scalars
-    where = f"{function.name}.backward returned a gradient for input {position}"
     if type(grad) is not type(data):
         try:
             kind = f"a {backend.backend_of(grad)} array"
@@ -314,16 +332,12 @@ def _valid_gradient(function: Function, position: int, grad, data):
         raise RuntimeError(f"{where} of shape {tuple(grad.shape)}, but the input has shape "
                            f"{tuple(data.shape)}; a gradient has its input's shape (sum_to_shape undoes "
                            "broadcasting)")
+    if grad.dtype != data.dtype:
+        if grad.dtype.kind not in "fc":
+            raise RuntimeError(f"{where} of dtype {grad.dtype}, but the input has dtype {data.dtype}; a "
+                               "gradient is floating-point")
+        grad = grad.astype(data.dtype)
     return grad
-
-
-def _cast_gradient(function: Function, position: int, grad, data):
-    """A floating-point gradient cast to its input's dtype (mixed-precision ops promote); any other
-    dtype is the op's bug, and raises a RuntimeError naming it."""
-    if grad.dtype.kind not in "fc":
-        raise RuntimeError(f"{function.name}.backward returned a gradient of dtype {grad.dtype} for input "
-                           f"{position} of dtype {data.dtype}; a gradient is floating-point")
-    return grad.astype(data.dtype)
 
 
 def _store_grad(tensor: Tensor, grad, stored: set[int]) -> None:

@@ -105,7 +105,7 @@ class Tensor:
 
     def _bump_version(self) -> None:
         """Count one in-place write into this tensor's memory (and so into every view of it)."""
-        self._shared_version_counter().value += 1
+        self._shared_version_counter().bump()
 
     shape = property(lambda self: tuple(self.data.shape), doc="The shape, a tuple of ints.")
     dtype = property(lambda self: self.data.dtype, doc="The NumPy dtype of the data.")
