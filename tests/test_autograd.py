@@ -8,7 +8,8 @@ import pytest
 
 import tinyae as ta
 from tinyae.ops.arithmetic import sum_to_shape
-from tests.conftest import to_numpy
+from tinyae import backend
+from tests.conftest import BACKEND, to_numpy
 
 
 def leaf(values, dtype="float64"):
@@ -222,3 +223,82 @@ def test_gradients_keep_each_input_dtype_in_mixed_precision_ops():
     x = ta.tensor(np.ones((4, 3)))  # float64: NumPy's promotion makes the product float64
     (x @ weight.T).sum().backward()
     assert weight.grad.dtype == np.float32
+
+
+# The engine checks what every backward returns ------------------------------------------------------------
+class ReturnsGivenGradients(ta.Function):
+    """y = a + b (or y = a with one input); backward returns whatever ``make(grad_out)`` gives."""
+
+    make = staticmethod(lambda grad_out: (grad_out, grad_out))
+
+    def forward(self, a, b=None):
+        return a + b if b is not None else a * 1.0
+
+    def backward(self, grad_out):
+        return type(self).make(grad_out)
+
+
+def returning(make):
+    return type("BadBackward", (ReturnsGivenGradients,), {"make": staticmethod(make)})
+
+
+def test_a_gradient_of_the_wrong_shape_raises_naming_the_op_and_the_input():
+    x = leaf(np.ones((4, 3)))
+    y = returning(lambda grad_out: grad_out[:1]).apply(x)
+    with pytest.raises(RuntimeError) as error:
+        y.sum().backward()
+    for part in ("BadBackward.backward", "input 0", "(1, 3)", "(4, 3)"):
+        assert part in str(error.value)
+    assert x.grad is None
+
+
+def test_too_few_gradients_raise():
+    a, b = leaf([1.0]), leaf([2.0])
+    y = returning(lambda grad_out: grad_out).apply(a, b)  # one gradient for two inputs
+    with pytest.raises(RuntimeError, match=r"BadBackward.backward returned 1 gradient\(s\) for 2 input\(s\)"):
+        y.sum().backward()
+
+
+def test_extra_gradients_raise_unless_they_are_trailing_nones():
+    a = leaf([1.0])
+    returning(lambda grad_out: (grad_out, None)).apply(a).sum().backward()  # an optional input left out
+    np.testing.assert_allclose(to_numpy(a.grad), [1.0])
+    with pytest.raises(RuntimeError, match=r"returned 2 gradient\(s\) for 1 input\(s\)"):
+        returning(lambda grad_out: (grad_out, grad_out)).apply(a).sum().backward()
+
+
+def test_a_gradient_on_another_backend_raises():
+    other = "strict" if BACKEND != "strict" else "numpy"
+    x = leaf([1.0, 2.0])
+    y = returning(lambda grad_out: backend.to_backend(grad_out, other)).apply(x)
+    with pytest.raises(RuntimeError, match=f"input 0 that is a {other} array, but the input is a {BACKEND}"):
+        y.sum().backward()
+
+
+def test_a_gradient_that_is_not_an_array_raises():
+    with pytest.raises(RuntimeError, match="input 0 that is float"):
+        returning(lambda grad_out: 1.0).apply(leaf([1.0])).sum().backward()
+
+
+def test_a_gradient_of_a_non_float_dtype_raises_and_a_float_one_is_cast():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="input 0 of dtype int64, but the input has dtype float64"):
+        returning(lambda grad_out: grad_out.astype("int64")).apply(x).sum().backward()
+    returning(lambda grad_out: grad_out.astype("float32")).apply(x).sum().backward()  # the documented cast
+    assert x.grad.dtype == np.float64
+
+
+def test_a_numpy_scalar_from_a_backward_becomes_a_0d_array():
+    x = leaf(2.0)
+    returning(lambda grad_out: (grad_out * 3.0).sum()).apply(x).backward()  # NumPy: a scalar, strict: 0-d
+    assert type(x.grad) is type(x.data) and x.grad.shape == ()
+    assert to_numpy(x.grad) == 3.0
+
+
+def test_summed_0d_gradients_stay_arrays_in_the_engine_and_in_grad():
+    x = leaf(2.0)
+    (x * 3.0 + x * 4.0).backward()  # two 0-d gradients meet in the engine's sum
+    assert type(x.grad) is type(x.data) and x.grad.shape == ()
+    (x * 5.0).backward()  # and in .grad's accumulation
+    assert type(x.grad) is type(x.data) and x.grad.shape == ()
+    assert to_numpy(x.grad) == 12.0

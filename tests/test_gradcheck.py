@@ -1,5 +1,7 @@
 """The gradient checker itself: it passes correct gradients and catches wrong ones."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,64 @@ def test_an_input_that_fn_ignores_is_reported_not_passed():
     used, ignored = random_leaf((3,)), random_leaf((2,), seed=1)
     with pytest.raises(ta.GradcheckError, match="does not influence"):
         ta.gradcheck(lambda x, w: x * 2.0, [used, ignored])
+
+
+class DriftingSquare(Function):
+    """y = x², with a backward that changes what it reads (a negative control for reentrancy)."""
+
+    def forward(self, x):
+        self.x = x.copy()
+        return x * x
+
+    def backward(self, grad_out):
+        grad = grad_out * 2 * self.x
+        self.x = self.x + 1e-3
+        return grad
+
+
+class WrongWhenOnlyBNeedsGrad(Function):
+    """y = a ⊙ b, whose backward is right when both inputs need a gradient and wrong when only b does."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad_out):
+        need_a, need_b = self.needs_input_grad
+        if need_a and need_b:
+            return grad_out * self.b, grad_out * self.a
+        return (grad_out * self.b if need_a else None), (grad_out * self.b if need_b else None)
+
+
+def test_a_backward_that_is_not_reentrant_is_caught():
+    with pytest.raises(ta.GradcheckError, match="input 0 .*running backward twice .* not reentrant"):
+        ta.gradcheck(DriftingSquare.apply, [random_leaf((2, 3))])
+
+
+def test_a_needs_input_grad_branch_is_checked_by_switching_inputs_off():
+    a, b = random_leaf((2, 3)), random_leaf((2, 3), seed=1)
+    with pytest.raises(ta.GradcheckError, match="input 1 .* changed when input 0 stopped requiring one"):
+        ta.gradcheck(WrongWhenOnlyBNeedsGrad.apply, [a, b])
+
+
+def test_an_input_that_does_not_require_grad_must_receive_none():
+    def gives_the_constant_a_gradient(x, c):
+        c.grad = c.data * 0.0  # as a broken engine or op would
+        return x * c
+
+    with pytest.raises(ta.GradcheckError, match="input 1 .* does not require a gradient but received one"):
+        ta.gradcheck(gives_the_constant_a_gradient, [random_leaf((2,)), ta.tensor(np.ones(2))])
+
+
+def test_the_custom_op_example_of_the_docs_runs():
+    """The code block of docs/backprop.md's "Writing your own op", executed as written."""
+    text = (Path(__file__).parents[1] / "docs" / "backprop.md").read_text(encoding="utf-8")
+    section = text.split("## 18. Writing your own op", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(code, "docs/backprop.md", "exec"), namespace)  # it asserts gradcheck's verdict itself
+    hypot = namespace["Hypot"]
+    assert issubclass(hypot, ta.Function)
+    a, b = namespace["a"], namespace["b"]
+    expected = np.hypot(a.numpy(), b.numpy())
+    np.testing.assert_allclose(hypot.apply(a, b).numpy(), expected, rtol=1e-12)

@@ -1,7 +1,7 @@
 """tinyae: a from-scratch tensor-and-autograd engine on NumPy/CuPy for learning and training autoencoders."""
 
 from . import functional, nn, optim
-from .autograd import is_grad_enabled, no_grad
+from .autograd import Function, is_grad_enabled, no_grad
 from .backend import get_backend, get_default_dtype, set_backend, set_default_dtype
 from .random import manual_seed
 from .functions import (
@@ -32,8 +32,8 @@ from .testing.gradcheck import GradcheckError, gradcheck
 __version__ = "0.1.0"
 
 __all__ = [
-    "GradcheckError", "Tensor", "nn", "optim", "reparameterize", "abs", "broadcast_to", "clip", "concatenate", "exp", "functional",
-    "get_backend", "get_default_dtype", "gradcheck", "is_grad_enabled", "log", "logsumexp", "matmul",
-    "manual_seed", "max", "maximum", "mean", "minimum", "no_grad", "reshape", "set_backend", "set_default_dtype", "split",
-    "sqrt", "stack", "sum", "tensor", "transpose", "where",
+    "Function", "GradcheckError", "Tensor", "nn", "optim", "reparameterize", "abs", "broadcast_to", "clip",
+    "concatenate", "exp", "functional", "get_backend", "get_default_dtype", "gradcheck", "is_grad_enabled",
+    "log", "logsumexp", "matmul", "manual_seed", "max", "maximum", "mean", "minimum", "no_grad", "reshape",
+    "set_backend", "set_default_dtype", "split", "sqrt", "stack", "sum", "tensor", "transpose", "where",
 ]

@@ -1,8 +1,9 @@
 """Tensor: an array of the active backend, plus what reverse-mode differentiation needs.
 
 A Tensor holds ``data`` (a NumPy, CuPy or strict array), ``grad`` (an array of the same shape, or None),
-``requires_grad``, and ``_fn``: the Function that computed it (None for a leaf, i.e. a tensor the user
-made). Operators and methods follow NumPy's names and semantics and call the ops in ``tinyae.ops``.
+``requires_grad``, ``_fn``: the Function that computed it (None for a leaf, i.e. a tensor the user
+made), and ``_version``: how many in-place writes tinyae made into its memory (see tinyae.autograd).
+Operators and methods follow NumPy's names and semantics and call the ops in ``tinyae.ops``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Tensor:
     backend (``tinyae.set_backend``). See ``_as_array`` for the dtype rules.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_fn", "_retains_grad", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_fn", "_retains_grad", "_version_counter", "__weakref__")
     __array_ufunc__ = None  # `numpy_array + tensor` calls Tensor.__radd__ instead of NumPy's loop
     __hash__ = object.__hash__  # defining __eq__ would otherwise make tensors unhashable
 
@@ -60,6 +61,7 @@ class Tensor:
         self._fn = None
         self._retains_grad = False
         self._requires_grad = False
+        self._version_counter = None
         self.requires_grad = requires_grad
 
     @classmethod
@@ -67,7 +69,7 @@ class Tensor:
         """Wrap an op's output array without copying (used by Function.apply)."""
         tensor = object.__new__(cls)
         tensor.data, tensor.grad, tensor._fn = data, None, fn
-        tensor._requires_grad, tensor._retains_grad = requires_grad, False
+        tensor._requires_grad, tensor._retains_grad, tensor._version_counter = requires_grad, False, None
         return tensor
 
     # Attributes -----------------------------------------------------------------------------------------
@@ -85,6 +87,25 @@ class Tensor:
         if not value and self._fn is not None:
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach() instead")
         self._requires_grad = value
+
+    @property
+    def _version(self) -> int:
+        """The number of in-place writes made through tinyae into this tensor's memory (PyTorch's
+        ``_version``): optimizer steps, ``load_state_dict``, ``nn.init`` fills. Views share it. Writing
+        into ``.data`` directly does not count: that is the unchecked escape hatch."""
+        counter = self._version_counter
+        return 0 if counter is None else counter.value
+
+    def _shared_version_counter(self) -> autograd.VersionCounter:
+        """This tensor's version counter, created on first need (most tensors never need one)."""
+        counter = self._version_counter
+        if counter is None:
+            counter = self._version_counter = autograd.VersionCounter()
+        return counter
+
+    def _bump_version(self) -> None:
+        """Count one in-place write into this tensor's memory (and so into every view of it)."""
+        self._shared_version_counter().bump()
 
     shape = property(lambda self: tuple(self.data.shape), doc="The shape, a tuple of ints.")
     dtype = property(lambda self: self.data.dtype, doc="The NumPy dtype of the data.")
@@ -146,8 +167,10 @@ class Tensor:
         return self
 
     def detach(self) -> Tensor:
-        """A new leaf sharing this tensor's data, cut from the graph."""
-        return Tensor._make(self.data, False, None)
+        """A new leaf sharing this tensor's data (and its version counter), cut from the graph."""
+        detached = Tensor._make(self.data, False, None)
+        detached._version_counter = self._shared_version_counter()
+        return detached
 
     # Host transfer and backends ---------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:

@@ -212,6 +212,8 @@ ALL_OPTIMIZERS = [
     (Adam, {"lr": 0.1, "weight_decay": 0.1, "amsgrad": True}),
     (Adam, {"lr": 0.1, "maximize": True, "betas": (0.2, 0.9)}),
     (AdamW, {"lr": 0.1, "amsgrad": True}),
+    (Adam, {"lr": 0.1, "weight_decay": 0.1}),  # the fused multi-tensor path (adam_update.foreach)
+    (AdamW, {"lr": 0.1}),  # fused too
 ]
 OPTIMIZER_IDS = [f"{cls.__name__}-{','.join(kwargs)}" for cls, kwargs in ALL_OPTIMIZERS]
 
@@ -229,6 +231,25 @@ def test_step_updates_data_in_place_and_never_touches_grad(optimizer_cls, kwargs
             assert param.grad is grad
             np.testing.assert_array_equal(host(grad), grad_values)  # the gradient was only read
             assert param.is_leaf and param.requires_grad and param._fn is None  # no graph was built
+
+
+@pytest.mark.parametrize("optimizer_cls, kwargs", ALL_OPTIMIZERS, ids=OPTIMIZER_IDS)
+def test_a_model_state_dict_taken_before_a_step_follows_the_parameters(optimizer_cls, kwargs):
+    """Module.state_dict() hands out the parameters' own arrays (as PyTorch): every update path must
+    write into them, never rebind param.data (Adam's fused path once rebound it to views of a flat buffer)."""
+    ta.manual_seed(0)
+    model = ta.nn.Sequential(ta.nn.Linear(3, 4), ta.nn.ReLU(), ta.nn.Linear(4, 2))
+    saved = model.state_dict()
+    before = {name: host(array) for name, array in saved.items()}
+    optimizer = optimizer_cls(model.parameters(), **kwargs)
+    x = ta.tensor(np.random.default_rng(0).standard_normal((5, 3)))
+    for _ in range(2):
+        optimizer.zero_grad()
+        (model(x) ** 2).sum().backward()
+        optimizer.step()
+    for name, param in model.named_parameters():
+        assert saved[name] is param.data, name
+        assert not np.array_equal(host(saved[name]), before[name]), name
 
 
 @pytest.mark.parametrize("optimizer_cls, kwargs", ALL_OPTIMIZERS, ids=OPTIMIZER_IDS)

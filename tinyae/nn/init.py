@@ -1,5 +1,7 @@
 """Weight initialization, in place, with PyTorch's formulas (so default inits match in distribution).
 
+Every fill bumps the tensor's version, as any in-place write through tinyae does (see tinyae.autograd).
+
 PyTorch initializes Linear and Conv weights with ``kaiming_uniform_(w, a=√5)``, which works out to
 U(−1/√fan_in, 1/√fan_in), and their biases with the same bound.
 """
@@ -26,6 +28,7 @@ def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with draws from U(a, b) from the backend's seeded generator."""
     tensor.data[...] = random.uniform(tensor.shape, a, b, dtype=tensor.dtype, backend_name=tensor.backend)
+    tensor._bump_version()
     return tensor
 
 
@@ -34,12 +37,14 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with draws from N(mean, std²)."""
     draws = random.standard_normal(tensor.shape, dtype=tensor.dtype, backend_name=tensor.backend)
     tensor.data[...] = draws * std + mean
+    tensor._bump_version()
     return tensor
 
 
 @no_grad()
 def zeros_(tensor: Tensor) -> Tensor:
     tensor.data[...] = 0
+    tensor._bump_version()
     return tensor
 
 

@@ -159,7 +159,8 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (NumPy, CuPy, strict, or Tensors) into the parameters, in place.
 
-        Values are cast to each parameter's dtype and moved to its backend. Shape mismatches always raise;
+        Values are cast to each parameter's dtype and moved to its backend; each written parameter's version
+        is bumped (a graph recorded before can no longer be backpropagated). Shape mismatches always raise;
         with ``strict`` (the default), missing and unexpected keys raise too. The error lists every problem.
         """
         own = dict(self.named_parameters())
@@ -186,6 +187,7 @@ class Module:
                     value = np.asarray(value)
                 value = backend.to_backend(value, parameter.backend).astype(parameter.dtype)
                 parameter.data[...] = value
+                parameter._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # Printing -------------------------------------------------------------------------------------------

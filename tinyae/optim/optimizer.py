@@ -7,8 +7,10 @@ estimates) lives in ``state[param]``, a dict created on the parameter's first up
 
 ``step()`` reads every ``param.grad`` (never writes it: other code may hold that array) and updates
 ``param.data`` in place, on raw backend arrays, so no graph is ever built. Parameters whose ``grad`` is
-None are skipped, as in PyTorch. Hyperparameters enter the arithmetic as Python floats, so float32
-parameters stay float32 (NumPy 2 would promote ``float32_array * numpy.float64(x)`` to float64).
+None are skipped, as in PyTorch; each updated parameter's version is bumped, so a backward through a graph
+recorded before the step raises instead of using the new values (see tinyae.autograd). Hyperparameters
+enter the arithmetic as Python floats, so float32 parameters stay float32 (NumPy 2 would promote
+``float32_array * numpy.float64(x)`` to float64).
 
 ``state_dict()`` has PyTorch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params":
 [index, ...]}]}`` where ``index`` numbers the parameters in group order. One difference: the arrays in it
@@ -36,8 +38,9 @@ class Optimizer:
     """Base class: parameter groups, ``step``, ``zero_grad``, ``state_dict`` / ``load_state_dict``.
 
     Subclasses pass their default hyperparameters to ``__init__`` and implement ``_step_group(group)``,
-    which updates the parameters of one group; ``_check_hyperparameters(group)`` may raise ValueError for
-    bad values (it runs on the defaults and on every group, including groups loaded from a state dict).
+    which updates in place every parameter of one group that has a gradient (``step`` then bumps their
+    versions, whichever update path ran); ``_check_hyperparameters(group)`` may raise ValueError for bad
+    values (it runs on the defaults and on every group, including groups loaded from a state dict).
     """
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
@@ -109,6 +112,9 @@ class Optimizer:
         with no_grad():
             for group in self.param_groups:
                 self._step_group(group)
+                for param in group["params"]:
+                    if param.grad is not None:
+                        param._bump_version()
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:

@@ -10,6 +10,11 @@ input element can be measured independently by central differences:
 than each basis vector in turn) checks every column of Jᵀ mixed with random weights, so a wrong entry
 survives only by a measure-zero coincidence, at the cost of one backward instead of one per output
 element. Everything runs in float64: in float32, ε = 1e-6 is drowned by rounding (errors ~1e-2).
+
+Two more checks, as PyTorch's gradcheck makes: backward run twice on the same graph gives the same
+gradients (up to ``nondet_tol``: it is "reentrant"); and an input that does not require a gradient
+receives none, while the others' gradients stay what they were: each checked input is switched off in
+turn and fn run again, so the op's ``needs_input_grad`` branches are checked too.
 """
 
 from __future__ import annotations
@@ -42,14 +47,16 @@ def _project(out: Tensor | Sequence[Tensor], directions: list[np.ndarray]) -> fl
     return float(sum(np.vdot(direction, o.numpy().astype(np.float64)) for direction, o in zip(directions, outs)))
 
 
-def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float = 1e-6,
-              seed: int = 0) -> list[tuple[int, tuple, np.ndarray, np.ndarray]]:
+def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float = 1e-6, seed: int = 0,
+              nondet_tol: float = 0.0) -> list[tuple[int, tuple, np.ndarray, np.ndarray]]:
     """(position, shape, analytic, numeric) for each input that requires grad: the backward's gradient of
     L = ⟨v, fn(inputs)⟩ (v a fixed random projection) and its central differences, in float64, on the host.
 
     ``inputs`` are Tensors, backend arrays (both copied to float64 leaves; only tensors with
     ``requires_grad`` are measured) or other arguments, passed through unchanged. Raises GradcheckError
-    when fn does not return float64 tensors or a gradient has the wrong shape or dtype.
+    when fn does not return float64 tensors, a gradient has the wrong shape or dtype, a second backward
+    differs from the first by more than ``nondet_tol``, or an input that does not require a gradient gets
+    one or changes the others' (see the module docstring).
     """
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     leaves = [_float64_leaf(x, isinstance(x, Tensor) and x.requires_grad) for x in inputs]
@@ -67,19 +74,18 @@ def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float =
             )
     rng = np.random.default_rng(seed)
     directions = [rng.standard_normal(o.shape) for o in outs]
-    for o, direction in zip(outs, directions):
-        if o.requires_grad:
-            autograd.backward(o, backend.to_backend(direction, o.backend), retain_graph=True)
+    analytic = _analytic(outs, directions, leaves)
+    for position, grad in _analytic(outs, directions, leaves).items():
+        _check_same(grad, analytic[position], nondet_tol,
+                    f"input {position} (shape {leaves[position].shape}): running backward twice on the same "
+                    "graph gave different gradients, so backward is not reentrant (does it change what "
+                    "forward saved, or depend on state outside the graph?)")
+    del out, outs  # the graph is no longer needed
+    _check_switched_off(fn, leaves, checked, directions, analytic, nondet_tol)
 
     measured = []
     for position in checked:
         x = leaves[position]
-        analytic = np.zeros(x.shape) if x.grad is None else backend.to_backend(x.grad, "numpy")
-        if analytic.shape != x.shape or analytic.dtype != np.float64:
-            raise GradcheckError(
-                f"gradcheck: the gradient of input {position} has shape {analytic.shape} and dtype "
-                f"{analytic.dtype}; expected {x.shape} and float64"
-            )
         numeric = np.empty(x.shape)
         with autograd.no_grad():
             for index in np.ndindex(*x.shape):
@@ -90,14 +96,83 @@ def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float =
                 minus = _project(fn(*leaves), directions)
                 x.data[index] = original
                 numeric[index] = (plus - minus) / (2 * eps)
-        if x.grad is None and not numeric.any():
-            raise GradcheckError(
-                f"gradcheck: input {position} (shape {x.shape}) does not influence fn's output, so nothing "
-                "about it was checked. fn receives float64 copies of the inputs and must compute with them "
-                "(to check a module's parameters, swap the copies in)"
-            )
-        measured.append((position, x.shape, analytic, numeric))
+        if analytic[position] is None:
+            if numeric.any():
+                analytic[position] = np.zeros(x.shape)  # a missing gradient counts as zero
+            else:
+                raise GradcheckError(
+                    f"gradcheck: input {position} (shape {x.shape}) does not influence fn's output, so "
+                    "nothing about it was checked. fn receives float64 copies of the inputs and must compute "
+                    "with them (to check a module's parameters, swap the copies in)"
+                )
+        measured.append((position, x.shape, analytic[position], numeric))
     return measured
+
+
+def _analytic(outs, directions, leaves: list) -> dict[int, np.ndarray | None]:
+    """Backpropagate ⟨v, outs⟩ (keeping the graph) into fresh ``.grad``s: {position: gradient on the host,
+    or None} for each leaf that requires one.
+
+    Raises GradcheckError for a gradient of the wrong shape or dtype, and for a leaf that does not require
+    a gradient but received one."""
+    for leaf in leaves:
+        if isinstance(leaf, Tensor) and leaf.requires_grad:
+            leaf.grad = None
+    for o, direction in zip(outs, directions):
+        if o.requires_grad:
+            autograd.backward(o, backend.to_backend(direction, o.backend), retain_graph=True)
+    grads = {}
+    for position, leaf in enumerate(leaves):
+        if not isinstance(leaf, Tensor):
+            continue
+        if not leaf.requires_grad:
+            if leaf.grad is not None:
+                raise GradcheckError(f"gradcheck: input {position} (shape {leaf.shape}) does not require a "
+                                     "gradient but received one")
+            continue
+        grad = None if leaf.grad is None else backend.to_backend(leaf.grad, "numpy")
+        if grad is not None and (grad.shape != leaf.shape or grad.dtype != np.float64):
+            raise GradcheckError(
+                f"gradcheck: the gradient of input {position} has shape {grad.shape} and dtype "
+                f"{grad.dtype}; expected {leaf.shape} and float64"
+            )
+        grads[position] = grad
+    return grads
+
+
+def _check_switched_off(fn, leaves: list, checked: list[int], directions, analytic: dict,
+                        nondet_tol: float) -> None:
+    """Run fn again with each checked input in turn not requiring a gradient: it must receive none, and
+    every other input the gradient it got with all of them on."""
+    for off in checked:
+        leaves[off].requires_grad, leaves[off].grad = False, None
+        try:
+            out = fn(*leaves)
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            for position, grad in _analytic(outs, directions, leaves).items():
+                if position != off:
+                    _check_same(grad, analytic[position], nondet_tol,
+                                f"input {position} (shape {leaves[position].shape}): its gradient changed "
+                                f"when input {off} stopped requiring one (a needs_input_grad branch of an op "
+                                "is wrong)")
+        finally:
+            leaves[off].requires_grad = True
+            leaves[off].grad = None
+
+
+def _check_same(grad, expected, tolerance: float, message: str) -> None:
+    """GradcheckError with ``message`` unless two gradients (host arrays or None) agree to ``tolerance``
+    (equal infinities and NaNs agree)."""
+    if grad is None and expected is None:
+        return
+    grad = np.zeros_like(expected) if grad is None else grad
+    expected = np.zeros_like(grad) if expected is None else expected
+    with np.errstate(invalid="ignore"):  # inf − inf
+        difference = np.abs(grad - expected)
+    same = (grad == expected) | (difference <= tolerance) | (np.isnan(grad) & np.isnan(expected))
+    if not same.all():
+        raise GradcheckError(f"gradcheck: {message}; max difference {np.nanmax(difference, initial=0):.3g}, "
+                             f"nondet_tol={tolerance}")
 
 
 def gradcheck(
@@ -107,14 +182,17 @@ def gradcheck(
     atol: float = 1e-5,
     rtol: float = 1e-3,
     seed: int = 0,
+    nondet_tol: float = 0.0,
 ) -> bool:
     """Check ``fn``'s backward against central finite differences, in float64, element by element.
 
     ``inputs`` as for ``gradients``; ``fn`` returns a Tensor or a tuple of Tensors. An element passes when
     |analytic − numeric| ≤ atol + rtol·|numeric|. Returns True, or raises GradcheckError naming the input,
-    the first failing element, both values, and the input's max abs and rel errors.
+    the first failing element, both values, and the input's max abs and rel errors. Also checks that
+    backward is reentrant (two runs agree to ``nondet_tol``, 0 by default: bit for bit) and that an input
+    that does not require a gradient receives none and changes no other input's gradient.
     """
-    for position, shape, analytic, numeric in gradients(fn, inputs, eps, seed):
+    for position, shape, analytic, numeric in gradients(fn, inputs, eps, seed, nondet_tol):
         compare(position, shape, analytic, numeric, atol, rtol)
     return True
 
