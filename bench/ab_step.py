@@ -1,8 +1,8 @@
 """tinyae against tinyae: the training step of two checkouts, each in its own process, processes alternating.
 
-    python bench/ab_step.py BASE_CHECKOUT [--pairs 7] [--steps 40] [--overhead]
+    python bench/ab_step.py BASE_CHECKOUT [--model mlp|conv] [--pairs 7] [--steps 40] [--overhead]
 
-Times the MLP VAE 784-400-20 training step (batch 128 of MNIST, Adam 1e-3) of the tinyae in
+Times the training step of the MLP VAE 784-400-20 or the conv VAE (batch 128 of MNIST, Adam 1e-3) of the tinyae in
 BASE_CHECKOUT (a git worktree of the commit to compare with, e.g. ``git worktree add ../base COMMIT``) and of
 this checkout, in processes B, A, B, A, ... so slow drifts of the machine hit both alike. Each process warms
 up, then reports its fastest round: on a machine shared with other jobs, the round least disturbed by them.
@@ -46,8 +46,8 @@ if {overhead!r}:
         result[name] = min(seconds(run, 1) for _ in range({rounds})) / 1000
 else:
     tinyae.manual_seed(0)
-    model = models.VAE()
-    x = tinyae.tensor(mnist_batch())
+    model = models.ConvVAE() if {model!r} == "conv" else models.VAE()
+    x = tinyae.tensor(mnist_batch().reshape((-1, 1, 28, 28) if {model!r} == "conv" else (-1, 784)))
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
 
     def step():
@@ -63,7 +63,8 @@ print(json.dumps({{"file": tinyae.__file__, **result}}))
 
 
 def measure(checkout: Path, args) -> dict[str, float]:
-    code = WORKER.format(bench=str(HERE), overhead=args.overhead, steps=args.steps, rounds=args.rounds)
+    code = WORKER.format(bench=str(HERE), overhead=args.overhead, model=args.model, steps=args.steps,
+                         rounds=args.rounds)
     env = dict(os.environ, PYTHONPATH=str(checkout))
     output = subprocess.run([sys.executable, "-c", code], cwd=checkout, env=env, check=True,
                             capture_output=True, text=True)
@@ -76,6 +77,7 @@ def measure(checkout: Path, args) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("base", type=Path, help="the checkout to compare with")
+    parser.add_argument("--model", choices=("mlp", "conv"), default="mlp")
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--steps", type=int, default=40, help="steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per process (the fastest is reported)")
@@ -92,6 +94,10 @@ def main() -> None:
     for name, values in ratios.items():
         print(f"{name}: this / base, median {statistics.median(values):.3f} "
               f"(range {min(values):.3f}–{max(values):.3f}, {len(values)} pairs)")
+    sys.path.insert(0, str(HERE))
+    from common import machine
+
+    print(machine())
 
 
 if __name__ == "__main__":
