@@ -544,32 +544,73 @@ def test_where_the_library_calls_are_exact_compiled_loop_and_twin_agree_bit_for_
 FP_KINDS = ("divide by zero", "overflow", "underflow", "invalid value")
 
 
+class Reported(list):
+    """The kinds of exception np.errstate's "call" and "log" modes report: by calls of it ("overflow", and a
+    status that a single C loop can't split as the twin's ufuncs do), by lines written to it."""
+
+    def __call__(self, words: str, status: int) -> None:
+        assert words in FP_KINDS and 0 < status < 16
+        self.append(words)
+
+    def write(self, line: str) -> None:
+        self.append(next(kind for kind in FP_KINDS if line.startswith(f"Warning: {kind} encountered in ")))
+
+
 def behaviour(run: Callable, call: Call, mode: str):
     """What a path does under ``np.errstate(all=mode)``: "raises" (FloatingPointError), or the set of kinds
-    of floating-point exception it warned about (RuntimeWarnings)."""
-    with warnings.catch_warnings(record=True) as caught, np.errstate(all=mode):
+    of floating-point exception it warned about (RuntimeWarnings), called about or logged."""
+    reported = Reported()
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all=mode, call=reported):
         warnings.simplefilter("always")
         try:
             run(call)
         except FloatingPointError:
             return "raises"
     assert all(issubclass(warning.category, RuntimeWarning) for warning in caught), caught
-    return {kind for warning in caught for kind in FP_KINDS if str(warning.message).startswith(kind)}
+    return set(reported) | {kind for warning in caught for kind in FP_KINDS if str(warning.message).startswith(kind)}
 
 
 @pytest.mark.parametrize("path", ["strict", pytest.param("public", marks=numpy_only)])
 @pytest.mark.parametrize("name", NAMES)
 @given(data=st.data())
 def test_every_path_warns_and_raises_alike(name, path, data):
-    """Under np.errstate 'warn', 'raise' and 'ignore' each path does what the twin does (what NumPy does):
-    the public call at 1,024 elements runs the compiled loop, which leaves a call that raised an exception
-    NumPy would act on to the twin (or, updating its outputs in place, reports it itself); the strict path
-    runs the twin."""
+    """Under np.errstate 'warn', 'raise', 'call', 'log' and 'ignore' each path does what the twin does (what
+    NumPy does): the public call at 1,024 elements runs the compiled loop, which leaves a call that raised an
+    exception NumPy would act on to the twin (or, updating its outputs in place, reports it itself, as NumPy
+    would); the strict path runs the twin."""
     call = data.draw(calls(name, shapes=THRESHOLD_SHAPES[:2] + SMALL_SHAPES[3:5]))
-    for mode in ("warn", "raise", "ignore"):
+    for mode in ("warn", "raise", "call", "log", "ignore"):
         twin = behaviour(run_twin, call, mode)
         assert behaviour(run_strict if path == "strict" else run_public, call, mode) == twin, mode
         assert mode != "ignore" or twin == set()
+
+
+@numpy_only
+@pytest.mark.parametrize("mode", ["warn", "raise", "call", "log"])
+def test_an_in_place_compiled_call_reports_as_numpy_reports_a_ufunc(mode):
+    """adam_update's compiled loop updates in place, so it reports its exceptions itself, as NumPy does the
+    twin's: the warning, the error, the errcall function called with ("overflow", 2) (NumPy's status bits:
+    divide 1, over 2, under 4, invalid 8), the line logged; the message names the kernel."""
+    grad = np.full(1024, 3e38, np.float32)  # g² overflows
+    state = [np.ones(1024, np.float32) for _ in range(3)]
+    seen = {}
+    for path, update in (("compiled", KERNELS["adam_update"].cpu_loop), ("twin", KERNELS["adam_update"].twin)):
+        reported = []
+        logged = type("Log", (), {"write": lambda self, line: reported.append(line)})()
+        with warnings.catch_warnings(record=True) as caught, np.errstate(
+                all=mode, call=logged if mode == "log" else lambda *args: reported.append(args)):
+            warnings.simplefilter("always")
+            try:
+                update(grad, 0.1, 0.999, 0.001, 1e-3, 0.5, 1e-8, 0.0, 1.0, *(a.copy() for a in state))
+            except FloatingPointError as error:
+                reported.append(str(error))
+        seen[path] = reported + [str(warning.message) for warning in caught]
+    assert len(seen["compiled"]) == len(seen["twin"]) == 1
+    compiled, twin = seen["compiled"][0], seen["twin"][0]
+    if mode == "call":
+        assert compiled == twin == ("overflow", 2)
+    else:
+        assert compiled == twin.replace("multiply", "adam_update") and "overflow encountered in" in compiled
 
 
 # Outputs passed in, aliasing inputs --------------------------------------------------------------------------

@@ -328,8 +328,11 @@ def _raised(flags: int) -> int:
 
 def report(flags: int, name: str) -> None:
     """Act on the floating-point exceptions of a compiled call as NumPy acts on a ufunc's (``np.seterr``):
-    warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call, print or log."""
+    warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call (with NumPy's
+    arguments: the kind, "overflow", and the status, every exception raised, in NumPy's bits), print or log."""
     settings = np.geterr()
+    numpy_bits = {"divide": 1, "over": 2, "under": 4, "invalid": 8}  # (NPY_FPE_DIVIDEBYZERO, ...)
+    status = sum(numpy_bits[kind] for bit, kind, _ in FP_FLAGS if flags & bit)
     for bit, kind, words in FP_FLAGS:
         mode = settings[kind]
         if not flags & bit or mode == "ignore":
@@ -340,7 +343,7 @@ def report(flags: int, name: str) -> None:
         elif mode == "raise":
             raise FloatingPointError(message)
         elif mode == "call":
-            np.geterrcall()(message, bit)
+            np.geterrcall()(words, status)
         elif mode == "print":
             print(f"Warning: {message}")
         else:  # "log"
