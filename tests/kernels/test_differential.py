@@ -245,19 +245,22 @@ def draw_values(domain: Domain, shape, dtype, rng, finite: bool) -> np.ndarray:
 # Layouts ----------------------------------------------------------------------------------------------------
 
 DENSE = ("C", "F", "T", "rolled")  # memory without gaps, walked in some axis order: the compiled loop takes it
-LAYOUTS = DENSE + ("step", "negative", "broadcast", "misaligned", "numpy_scalar")
 WRITABLE = DENSE + ("step", "negative", "misaligned")
+SCALAR_LAYOUTS = ("numpy_scalar", "python_scalar", "0d")  # an array argument as a scalar: broadcast
+LAYOUTS = WRITABLE + ("broadcast",) + SCALAR_LAYOUTS
 
 
 def build(values: np.ndarray, layout: str) -> np.ndarray:
     """A new array holding ``values`` in ``layout``: C order; Fortran; transposed (C memory of the reversed
     shape, seen through .T); rolled (C memory with the first axis last, as the convolutions' (N, C, H, W)
     views of (C, H, W, N) memory); every other element of a wider buffer; negative strides; broadcast
-    (stride 0 along the first axis: every row holds the first one's values); one byte off alignment; a NumPy
-    scalar (0-d values: what NumPy makes of 0-d results)."""
+    (stride 0 along the first axis: every row holds the first one's values); one byte off alignment; or, for
+    the kernel to broadcast, the first value as a NumPy scalar (what NumPy makes of 0-d results), a Python
+    scalar or a 0-d array."""
     ndim = values.ndim
-    if ndim == 0 and layout == "numpy_scalar":
-        return values[()]
+    if layout in SCALAR_LAYOUTS:
+        first = values.reshape(-1)[:1] if values.size else np.zeros(1, values.dtype)
+        return {"numpy_scalar": first[0], "python_scalar": first[0].item(), "0d": first.reshape(())}[layout]
     if layout == "F" and ndim:
         return np.array(values, order="F")
     if layout == "T":
@@ -307,10 +310,10 @@ class Call(NamedTuple):
         return [v if layout is None else build(v, layout) for v, layout in zip(self.values, self.layouts)]
 
     def read(self) -> list:
-        """What the kernel reads: its inputs' values (a broadcast's as broadcast), and the outputs an in-place
-        kernel updates."""
+        """What the kernel reads: its inputs' values (a broadcast one's as broadcast), and the outputs an
+        in-place kernel updates."""
         count = len(self.values) if self.kernel.in_place else len(self.kernel.inputs)
-        return [v if layout is None else np.array(build(v, layout))
+        return [v if layout is None else np.array(np.broadcast_to(build(v, layout), np.shape(v)))
                 for v, layout in zip(self.values[:count], self.layouts)]
 
 
@@ -334,7 +337,11 @@ def calls(draw, name: str, shapes=SMALL_SHAPES + THRESHOLD_SHAPES, layouts=LAYOU
             chosen.append(None)
         else:
             values.append(draw_values(domain, shape, dtype, rng, finite))
-            chosen.append(draw(st.sampled_from(output_layouts if index >= len(kernel.inputs) else layouts)))
+            allowed = output_layouts if index >= len(kernel.inputs) else layouts
+            if index == 0:  # first, a NumPy scalar is a 0-d array (so, 0-d values only); a Python one is refused
+                refused = ("python_scalar",) + (("numpy_scalar", "0d") if shape else ())
+                allowed = [layout for layout in allowed if layout not in refused]
+            chosen.append(draw(st.sampled_from(allowed)))
     return Call(name, dtype, values, chosen)
 
 
@@ -349,13 +356,16 @@ def outputs_of(call: Call, arguments: list, result) -> tuple:
 
 
 def run_twin(call: Call) -> tuple:
-    """The twin, its scalars in the parameters' dtype as the kernel passes them (CuPy casts scalars so); an
-    in-place twin updates the outputs passed in, the others return theirs."""
-    arguments = [call.dtype(a) if isinstance(a, np.generic) else a for a in call.arguments()]
+    """The twin as the kernel runs it: its scalars cast to their parameters' dtypes and its outputs at the
+    call's shape (as CuPy casts and broadcasts); an in-place twin updates the outputs passed in."""
+    declared = call.kernel.inputs + call.kernel.outputs
+    arguments = [value if type(value) is np.ndarray else np.dtype(bool if type_name == "bool" else call.dtype).type(value)
+                 for (type_name, _), value in zip(declared, call.arguments())]
     if call.kernel.in_place:
         return outputs_of(call, arguments, call.kernel.twin(*arguments))
     computed = call.kernel.twin(*arguments[:len(call.kernel.inputs)])
-    return tuple(np.array(r) for r in (computed if isinstance(computed, tuple) else (computed,)))
+    return tuple(np.array(np.broadcast_to(r, np.shape(call.values[0])))
+                 for r in (computed if isinstance(computed, tuple) else (computed,)))
 
 
 def run_compiled(call: Call, outputs: bool = True):
@@ -451,7 +461,7 @@ def loop_must_run(call: Call) -> bool:
     """Whether the compiled loop must take a call's arguments: a dense first argument, every output passed in
     laid out as it, no input misaligned (an input laid out otherwise is copied into the first's layout)."""
     first, inputs = call.layouts[0], len(call.kernel.inputs)
-    return (first in DENSE and "misaligned" not in call.layouts[:inputs]
+    return (first in DENSE and not {"misaligned", "0d"} & set(call.layouts[:inputs])
             and all(layout == first for layout in call.layouts[inputs:]))
 
 
@@ -665,9 +675,10 @@ def test_foreach_computes_what_a_call_per_tensor_computes(name, path, data):
     back (in a layout of its own); scalars shared: ``kernel.foreach`` (or the compiled loop's, which may
     refuse) updates the outputs as a call per tensor would."""
     kernel = KERNELS[name]
-    first = data.draw(calls(name, shapes=SMALL_SHAPES + THRESHOLD_SHAPES[1:2], outputs=True))
-    tensors = [first] + [data.draw(calls(name, shapes=SMALL_SHAPES, outputs=True, dtype=first.dtype))
-                         for _ in range(data.draw(st.integers(0, 2)))]
+    first = data.draw(calls(name, shapes=SMALL_SHAPES + THRESHOLD_SHAPES[1:2], layouts=WRITABLE + ("broadcast",),
+                            outputs=True))
+    tensors = [first] + [data.draw(calls(name, shapes=SMALL_SHAPES, layouts=WRITABLE + ("broadcast",), outputs=True,
+                                         dtype=first.dtype)) for _ in range(data.draw(st.integers(0, 2)))]
     tensors = [call._replace(values=[mine if layout else shared for mine, shared, layout
                                      in zip(call.values, first.values, call.layouts)]) for call in tensors]
     flat_inputs, flat_outputs = data.draw(st.booleans()), data.draw(st.booleans())

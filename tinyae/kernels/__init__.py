@@ -147,7 +147,7 @@ class Kernel:
         if given:
             _fill(self, result, given)
             return given[0] if len(given) == 1 else given
-        return _returned(result, np.asarray)
+        return _returned(result, runs, np.asarray)
 
     def foreach(self, *args) -> None:
         """The kernel over several tensors at once, updating its outputs in place (PyTorch's multi-tensor
@@ -214,19 +214,19 @@ def _is_placeholder(type_name: str) -> bool:
 def _twin_arguments(kernel: Kernel, args: tuple) -> tuple:
     """``args`` as the twin needs them to compute what the CUDA body computes.
 
-    Each NumPy scalar is cast to its parameter's dtype, as CuPy casts scalar arguments (else a float64 scalar
-    would make a float32 twin compute in float64, and return float64); Python scalars stay, as NumPy rounds
-    them to the arrays' dtype itself. For a twin that updates its outputs, each input sharing memory with an
-    output is copied: the body reads all of an element's inputs before writing it, the twin's array
-    operations would read an input after an output aliasing it was written.
+    Each scalar is cast to its parameter's dtype, as CuPy casts scalar arguments: a NumPy float64 scalar
+    would make a float32 twin compute in float64, and an output computed from scalars alone would come out
+    float64. For a twin that updates its outputs, each input sharing memory with an output is copied: the
+    body reads all of an element's inputs before writing it, the twin's array operations would read an
+    input after an output aliasing it was written.
     """
     declared = kernel.inputs + kernel.outputs
-    if any(isinstance(value, np.generic) for value in args):
+    if not all(type(value) is np.ndarray for value in args):
         dtypes = {type_name: value.dtype for (type_name, _), value in zip(declared, args)
-                  if _is_placeholder(type_name) and not isinstance(value, np.generic) and hasattr(value, "dtype")}
+                  if _is_placeholder(type_name) and type(value) is np.ndarray}
         args = tuple(
             (dtypes[type_name] if _is_placeholder(type_name) else np.dtype(type_name)).type(value)
-            if isinstance(value, np.generic) and (type_name in dtypes or not _is_placeholder(type_name)) else value
+            if type(value) is not np.ndarray and (type_name in dtypes or not _is_placeholder(type_name)) else value
             for (type_name, _), value in zip(declared, args))
     if kernel.in_place:
         outputs = args[len(kernel.inputs):]
@@ -242,11 +242,18 @@ def _fill(kernel: Kernel, result, outputs: tuple) -> None:
             output[...] = value
 
 
-def _returned(result, wrap: Callable):
-    """The outputs as CuPy returns them: one array, or a tuple of them (each through ``wrap``)."""
-    if isinstance(result, tuple):
-        return tuple(wrap(part) for part in result)
-    return wrap(result)
+def _returned(result, args: tuple, wrap: Callable):
+    """The outputs a twin computed from ``args`` as CuPy returns them: one array or a tuple of them (each
+    through ``wrap``), of the arguments' broadcast shape (an output computed from scalar or 0-d arguments
+    alone, such as gaussian_kl_terms' ½·expm1(logvar) for a scalar logvar, has theirs)."""
+    parts = result if isinstance(result, tuple) else (result,)
+    shape = np.shape(args[0])
+    if any(np.shape(part) != shape for part in parts) or any(
+            type(value) is np.ndarray and value.shape != shape for value in args):
+        shape = np.broadcast_shapes(*(np.shape(value) for value in args))
+        parts = tuple(part if np.shape(part) == shape else np.array(np.broadcast_to(part, shape)) for part in parts)
+    parts = tuple(wrap(part) for part in parts)
+    return parts if isinstance(result, tuple) else parts[0]
 
 
 def strict_call(kernel: Kernel, args: tuple):
@@ -286,4 +293,4 @@ def strict_call(kernel: Kernel, args: tuple):
         _fill(kernel, result, unwrapped[inputs:])
         given = args[inputs:]
         return given[0] if len(given) == 1 else given
-    return _returned(result, lambda part: strict.StrictArray(np.asarray(part)))
+    return _returned(result, unwrapped, lambda part: strict.StrictArray(np.asarray(part)))
