@@ -2,10 +2,10 @@
 
 A ``Kernel`` is written twice, side by side, in the module of the op it serves (``ops/activation.py``,
 ``ops/loss.py``, ``ops/sampling.py``, ``optim/adam.py``): a CUDA body run by ``cupy.ElementwiseKernel`` (one
-launch, every intermediate in registers) and a NumPy *twin* computing the same formula with array
-operations. A twin takes the inputs and returns the outputs; the twin of a kernel whose body reads its
-outputs (``in_place``: adam_update, which updates its state) takes them too and updates them. The first
-argument's array type picks the path:
+launch, every intermediate in registers) and a NumPy *twin* computing the same formula with array operations,
+the same operations in the same order. A twin takes the inputs and returns the outputs; the twin of a kernel
+whose body reads its outputs (``in_place``: adam_update, which updates its state) takes them too and updates
+them. The first argument's array type picks the path:
 
 * ``cupy.ndarray``: the compiled ElementwiseKernel (compiled once, on first use);
 * ``numpy.ndarray`` (or a NumPy scalar, taken as a 0-d array): the same CUDA body compiled as a C loop
@@ -16,46 +16,51 @@ argument's array type picks the path:
   and placeholder parameters, scalar vs array, outputs' shapes) and runs the twin. A call that CuPy would
   reject fails in CI.
 
-Arguments are taken as CuPy takes them: arrays and scalars, a scalar cast to its parameter's dtype (a NumPy
-float64 scalar leaves a float32 kernel float32); outputs may be passed in after the inputs (an in-place
-kernel's must be), and are then updated and returned themselves. Every path returns one array or a tuple
-of them, of the first argument's backend: 0-d arrays for 0-d arguments or NumPy scalars, never NumPy scalars.
+Arguments are taken as CuPy takes them: arrays, broadcast together, and scalars, each cast to its
+parameter's dtype (a NumPy float64 scalar leaves a float32 kernel float32). Outputs may be passed in after
+the inputs (an in-place kernel's must be): they are updated and returned themselves. Every path returns one
+array, or a tuple of them, of the first argument's backend and of the arguments' broadcast shape: 0-d arrays
+for 0-d arguments and NumPy scalars, never NumPy scalars.
 
 The contract between the paths (``tests/kernels/test_differential.py`` holds it):
 
 * values. The C loop runs the body's operations in the body's order, each rounded to the dtype, without
-  fused multiply-adds (``-ffp-contract=off``); the twin runs the same operations in the same order. So:
+  fused multiply-adds (``-ffp-contract=off``), as the twin does. So:
 
-  - a body of arithmetic (and ``sqrt``, ``fabs``, comparisons) gives the twin's results bit for bit: NaN
-    where NaN, and the same sign of zero;
+  - a body of arithmetic (and ``sqrt``, ``fabs``, comparisons, selections) gives the twin's results bit for
+    bit: NaN where NaN, and the same sign of zero;
   - a body that calls ``exp``, ``expm1``, ``log`` or ``log1p`` gives them bit for bit wherever the two
     libraries return the same value (``expm1(x) = x`` for tiny x, ``exp(x) = 0`` past underflow); elsewhere
     each library is within 4 ulp of the exact function (glibc documents libmvec within 4 ulp; NumPy's own
     accuracy tests allow at most 4), so the two differ by at most 8 ulp of the call, and the results by at
-    most ``16·eps·|c| + eps·|result| + 16`` subnormal steps, where ``c`` is the term of the formula that
-    holds the call (log1p(e^−|x|) or σ(x) in BCE, ½·expm1(lv) in the KL, e^(lv/2)·ε in the reparameterization).
-    No bound relative to the result alone exists: the other terms may cancel it (the KL near μ = 0, lv = 0).
-    (bce_with_logits' faster twin gets log1p(e) as log(1 + e) corrected, another library call by value.)
+    most ``16·eps·|c| + eps·|result|`` (plus 16 subnormal steps), ``c`` the term of the formula that holds
+    the call: log1p(e^−|x|) or σ(x) in BCE, ½·expm1(lv) in the KL, e^(lv/2)·ε in the reparameterization.
+    No bound relative to the result alone exists: the other terms may cancel it (the KL near μ = 0,
+    lv = 0). (bce_with_logits' faster twin gets log1p(e) as log(1 + e), corrected: a library call by other
+    means.)
   - every path is within twice the first-order error bound of the textbook formula computed in the dtype
     (each operation off by half an ulp, each library call by 4 ulp) of that formula's exact value: the
-    kernels compute stable rearrangements of it, e.g. (1 − t)·x for max(x, 0) − x·t, whose own bounds are
-    at most twice as large.
+    kernels compute stable rearrangements of it (BCE's (1 − t)·x for max(x, 0) − x·t), whose own bounds
+    are at most twice as large.
 
-  CuPy compiles with fused multiply-adds, flushes float32 subnormals to zero, and documents its exp, expm1,
-  log1p within 2 ulp: it keeps the same bounds, plus the flushed subnormals (each under the smallest normal).
-* warnings and errors: the same whichever path runs, under every ``np.errstate``. The twin warns (or raises)
-  as NumPy does. The C loop returns the floating-point exceptions it raised, which include all the twin's
-  (the same operations) and may include others (C's ``<`` and ``>`` signal on NaN; the compiler may evaluate
-  both arms of a ``?:``). So where it raised one that ``np.geterr`` acts on, the call is run again by the
-  twin. A call updating outputs in place can't be run again: only in-place kernels (whose bodies raise
-  exactly the twin's exceptions: tested) run the loop in place, and report the exceptions as NumPy would
-  ("overflow encountered in adam_update", ``cloop.report``); the others run it into fresh arrays, copied
-  into the outputs passed in. (CuPy never warns.)
+  CuPy compiles with fused multiply-adds, flushes float32 subnormals to zero and documents its exp, expm1,
+  log1p within 2 ulp: it keeps these bounds, plus the flushed subnormals (each under the smallest normal).
+* warnings and errors: the same whichever path runs, under every ``np.errstate``. The twin warns (or
+  raises, calls, logs) as NumPy does. The C loop returns the floating-point exceptions it raised: all the
+  twin's, since it performs every operation whose result the twin uses and a twin computes nothing else
+  (it selects before it multiplies: ∂L/∂y·(1 if x > 0 else s), not where(x > 0, ∂L/∂y, s·∂L/∂y)); maybe
+  others (C's ``<`` signals on NaN; the compiler may evaluate both arms of a ``?:``). So where it raised
+  one that ``np.geterr`` acts on, the call is run again by the twin. A call updating its outputs can't be
+  run again: only in-place kernels run the loop in place (their bodies raise exactly the twin's
+  exceptions: tested), and report them as NumPy would ("overflow encountered in adam_update",
+  ``cloop.report``); the others run it into fresh arrays, copied into the outputs passed in. (CuPy never
+  warns.)
 * layouts: any, on every path, sizes 0 and 0-d included. The C loop takes a dense first argument (C order,
   or a transpose of dense memory) and copies any input laid out otherwise into its layout; outputs passed
   in must share it. An output may be an input itself: every element's inputs are read before its outputs
   are written, on every path (the twin of an in-place kernel gets such an input copied).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -107,9 +112,9 @@ class Kernel:
                 raise ValueError(f"kernel {name}: {parameter!r} is reserved by the compiled loop's foreach")
         arity = len(inspect.signature(twin).parameters)
         if arity not in (len(self.inputs), len(self.inputs) + len(self.outputs)):
-            raise ValueError(f"kernel {name}: the twin takes {arity} arguments; expected the {len(self.inputs)} "
-                             f"inputs (it returns the outputs) or all {len(self.inputs) + len(self.outputs)} "
-                             f"(it updates the outputs in place)")
+            raise ValueError(f"kernel {name}: the twin takes {arity} arguments; expected the "
+                             f"{len(self.inputs)} inputs (it returns the outputs) or all "
+                             f"{len(self.inputs) + len(self.outputs)} (it updates the outputs in place)")
         self.in_place = arity > len(self.inputs)  # the body reads its outputs: they must be passed in
         self._cupy_kernel = None
         self.cpu_loop = CompiledLoop(name, self.inputs, self.outputs, operation, preamble)
@@ -225,13 +230,14 @@ def _twin_arguments(kernel: Kernel, args: tuple) -> tuple:
         dtypes = {type_name: value.dtype for (type_name, _), value in zip(declared, args)
                   if _is_placeholder(type_name) and type(value) is np.ndarray}
         args = tuple(
-            (dtypes[type_name] if _is_placeholder(type_name) else np.dtype(type_name)).type(value)
-            if type(value) is not np.ndarray and (type_name in dtypes or not _is_placeholder(type_name)) else value
+            value if type(value) is np.ndarray or type_name not in dtypes and _is_placeholder(type_name)
+            else (dtypes[type_name] if _is_placeholder(type_name) else np.dtype(type_name)).type(value)
             for (type_name, _), value in zip(declared, args))
     if kernel.in_place:
         outputs = args[len(kernel.inputs):]
         args = tuple(value.copy() if index < len(kernel.inputs) and isinstance(value, np.ndarray) and any(
-            np.may_share_memory(value, output) for output in outputs) else value for index, value in enumerate(args))
+            np.may_share_memory(value, output) for output in outputs) else value
+            for index, value in enumerate(args))
     return args
 
 
@@ -251,7 +257,8 @@ def _returned(result, args: tuple, wrap: Callable):
     if any(np.shape(part) != shape for part in parts) or any(
             type(value) is np.ndarray and value.shape != shape for value in args):
         shape = np.broadcast_shapes(*(np.shape(value) for value in args))
-        parts = tuple(part if np.shape(part) == shape else np.array(np.broadcast_to(part, shape)) for part in parts)
+        parts = tuple(part if np.shape(part) == shape else np.array(np.broadcast_to(part, shape))
+                      for part in parts)
     parts = tuple(wrap(part) for part in parts)
     return parts if isinstance(result, tuple) else parts[0]
 
@@ -268,8 +275,8 @@ def strict_call(kernel: Kernel, args: tuple):
             raise TypeError(f"kernel {kernel.name}: argument {name!r} is a numpy.ndarray; CuPy needs device arrays")
         if not isinstance(value, strict.StrictArray):
             if index >= len(kernel.inputs):
-                raise TypeError(f"kernel {kernel.name}: output {name!r} is a {type(value).__name__}; CuPy needs "
-                                f"an array to write to")
+                raise TypeError(f"kernel {kernel.name}: output {name!r} is a {type(value).__name__}; CuPy "
+                                f"needs an array to write to")
             if not isinstance(value, (int, float, bool, np.generic)):
                 raise TypeError(f"kernel {kernel.name}: argument {name!r} is a {type(value).__name__}")
             continue
@@ -283,8 +290,8 @@ def strict_call(kernel: Kernel, args: tuple):
     shape = np.broadcast_shapes(*shapes)  # (raises ValueError where CuPy's broadcast does)
     for (_, name), value in zip(kernel.outputs, args[len(kernel.inputs):]):
         if value.shape != shape:
-            raise ValueError(f"kernel {kernel.name}: output {name!r} has shape {value.shape}, expected {shape} "
-                             f"(the arguments' broadcast shape)")
+            raise ValueError(f"kernel {kernel.name}: output {name!r} has shape {value.shape}, expected "
+                             f"{shape} (the arguments' broadcast shape)")
     unwrapped = _twin_arguments(kernel, tuple(value._array if isinstance(value, strict.StrictArray) else value
                                               for value in args))
     inputs = len(kernel.inputs)

@@ -329,7 +329,7 @@ def _raised(flags: int) -> int:
 def report(flags: int, name: str) -> None:
     """Act on the floating-point exceptions of a compiled call as NumPy acts on a ufunc's (``np.seterr``):
     warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call (with NumPy's
-    arguments: the kind, "overflow", and the status, every exception raised, in NumPy's bits), print or log."""
+    arguments: the kind, "overflow", and the status, all exceptions raised, in NumPy's bits), print or log."""
     settings = np.geterr()
     numpy_bits = {"divide": 1, "over": 2, "under": 4, "invalid": 8}  # (NPY_FPE_DIVIDEBYZERO, ...)
     status = sum(numpy_bits[kind] for bit, kind, _ in FP_FLAGS if flags & bit)

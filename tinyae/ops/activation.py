@@ -43,8 +43,8 @@ leaky_relu_backward = Kernel(
     "leaky_relu_backward", "T grad_out, bool positive, T slope", "T grad_x",
     "grad_x = positive ? grad_out : grad_out * slope",  # ∂L/∂x = ∂L/∂y · (1 if x > 0 else s)
     # (the twin selects the factor first: grad_out * slope where x > 0, unused, would warn about inf * 0)
-    lambda grad_out, positive, slope: grad_out * array_module(grad_out).where(positive, grad_out.dtype.type(1),
-                                                                               slope),
+    lambda grad_out, positive, slope: grad_out * array_module(grad_out).where(
+        positive, grad_out.dtype.type(1), slope),
 )
 
 
