@@ -201,9 +201,9 @@ def test_foreach_is_one_call_computing_what_a_call_per_tensor_computes(dtype):
 def test_foreach_source_calls_the_loop_once_per_tensor():
     kinds = ("list",) + ("scalar",) * 8 + ("flat",) * 3
     source = KERNELS["adam_update"].cpu_loop.foreach_source((np.dtype(np.float32),) * 12, kinds)
-    assert ("int tinyae_adam_update_foreach(ptrdiff_t _count, const ptrdiff_t *_sizes, float *const *_grad,"
+    assert ("int tinyae_adam_update_foreach(ptrdiff_t __count, const ptrdiff_t *__sizes, float *const *_grad,"
             in source)
-    assert "tinyae_adam_update(_sizes[_t], _grad[_t], one_minus_beta1," in source and "_exp_avg_sq + _offset);" in source
+    assert "tinyae_adam_update(__sizes[__t], _grad[__t], one_minus_beta1," in source and "_exp_avg_sq + __offset);" in source
 
 
 def test_foreach_refuses_what_it_cannot_take_and_the_kernel_then_goes_tensor_by_tensor():

@@ -284,7 +284,8 @@ class CompiledLoop:
     def foreach_source(self, dtypes: tuple, kinds: tuple) -> str:
         """The C text of ``{name}_foreach``, which calls the loop (``source``) once per tensor: with the j-th
         pointer of a "list" argument, the j-th stretch of a "flat" one, and each scalar."""
-        parameters, arguments = ["ptrdiff_t _count", "const ptrdiff_t *_sizes"], ["_sizes[_t]"]
+        # (its own names start with "__": a parameter's are "name" or "_name", and no name starts with "_")
+        parameters, arguments = ["ptrdiff_t __count", "const ptrdiff_t *__sizes"], ["__sizes[__t]"]
         for (_, name), dtype, kind in zip(self.inputs + self.outputs, dtypes, kinds):
             c_type = C_TYPES[dtype].name
             if kind == "scalar":
@@ -292,15 +293,15 @@ class CompiledLoop:
                 arguments.append(name)
             elif kind == "list":
                 parameters.append(f"{c_type} *const *_{name}")
-                arguments.append(f"_{name}[_t]")
+                arguments.append(f"_{name}[__t]")
             else:
                 parameters.append(f"{c_type} *_{name}")
-                arguments.append(f"_{name} + _offset")
+                arguments.append(f"_{name} + __offset")
         return (f"int {self.symbol}_foreach({', '.join(parameters)}) {{\n"
-                f"    int _flags = 0;\n"
-                f"    for (ptrdiff_t _t = 0, _offset = 0; _t < _count; _offset += _sizes[_t++])\n"
-                f"        _flags |= {self.symbol}({', '.join(arguments)});\n"
-                f"    return _flags;\n}}\n")
+                f"    int __flags = 0;\n"
+                f"    for (ptrdiff_t __t = 0, __offset = 0; __t < __count; __offset += __sizes[__t++])\n"
+                f"        __flags |= {self.symbol}({', '.join(arguments)});\n"
+                f"    return __flags;\n}}\n")
 
 
 def _arrays_in(values) -> list:
@@ -335,8 +336,11 @@ def _raised(flags: int) -> int:
 
 def report(flags: int, name: str) -> None:
     """Act on the floating-point exceptions of a compiled call as NumPy acts on a ufunc's (``np.seterr``):
-    warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call, print or log."""
+    warn (RuntimeWarning "overflow encountered in {name}"), raise FloatingPointError, call (with NumPy's
+    arguments: the kind, "overflow", and the status, all exceptions raised, in NumPy's bits), print or log."""
     settings = np.geterr()
+    numpy_bits = {"divide": 1, "over": 2, "under": 4, "invalid": 8}  # (NPY_FPE_DIVIDEBYZERO, ...)
+    status = sum(numpy_bits[kind] for bit, kind, _ in FP_FLAGS if flags & bit)
     for bit, kind, words in FP_FLAGS:
         mode = settings[kind]
         if not flags & bit or mode == "ignore":
@@ -347,7 +351,7 @@ def report(flags: int, name: str) -> None:
         elif mode == "raise":
             raise FloatingPointError(message)
         elif mode == "call":
-            np.geterrcall()(message, bit)
+            np.geterrcall()(words, status)
         elif mode == "print":
             print(f"Warning: {message}")
         else:  # "log"

@@ -42,7 +42,9 @@ class ReLU(Function):
 leaky_relu_backward = Kernel(
     "leaky_relu_backward", "T grad_out, bool positive, T slope", "T grad_x",
     "grad_x = positive ? grad_out : grad_out * slope",  # ∂L/∂x = ∂L/∂y · (1 if x > 0 else s)
-    lambda grad_out, positive, slope: array_module(grad_out).where(positive, grad_out, grad_out * slope),
+    # (the twin selects the factor first: grad_out * slope where x > 0, unused, would warn about inf * 0)
+    lambda grad_out, positive, slope: grad_out * array_module(grad_out).where(
+        positive, grad_out.dtype.type(1), slope),
 )
 
 
@@ -110,8 +112,8 @@ softplus_backward = Kernel(
     "softplus_backward", "T grad_out, T exp_scaled, bool linear", "T grad_x",
     # ∂L/∂x = ∂L/∂y · σ(βx) = ∂L/∂y · e^(βx)/(e^(βx) + 1), or ∂L/∂y past the threshold
     "grad_x = linear ? grad_out : grad_out * (exp_scaled / (exp_scaled + 1))",
-    lambda grad_out, exp_scaled, linear: array_module(grad_out).where(
-        linear, grad_out, grad_out * (exp_scaled / (exp_scaled + 1))),
+    lambda grad_out, exp_scaled, linear: grad_out * array_module(grad_out).where(
+        linear, grad_out.dtype.type(1), exp_scaled / (exp_scaled + 1)),
 )
 
 

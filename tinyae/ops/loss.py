@@ -131,7 +131,7 @@ class BinaryCrossEntropy(Function):
         )
 
 
-def _bce_with_logits_twin(x, t):
+def _bce_with_logits_twin(x, target):
     """The kernel's arithmetic in array operations, arranged for speed on the CPU (about 2× fewer
     nanoseconds per element than the textbook form: no ``where``, no ``log1p``, which NumPy does not
     vectorize). The textbook form beside it is in the kernels' tests."""
@@ -147,21 +147,21 @@ def _bce_with_logits_twin(x, t):
     correction -= e
     correction /= u
     log1p_e -= correction
-    loss = positive - t  # (1 − t) where x ≥ 0, (0 − t) where x < 0: times x, that is max(x, 0) − x·t
+    loss = positive - target  # (1 − t) where x ≥ 0, (0 − t) where x < 0: times x, max(x, 0) − x·t
     loss *= x
     loss += log1p_e
     slope = xp.maximum(e, positive)  # σ(x) = 1/(1 + e) for x ≥ 0 (where e ≤ 1) and e/(1 + e) for x < 0
     slope /= u
-    slope -= t
+    slope -= target
     return loss, slope
 
 
 bce_with_logits = Kernel(
-    "bce_with_logits", "T x, T t", "T loss, T slope",
+    "bce_with_logits", "T x, T target", "T loss, T slope",
     """
     T e = exp(-fabs(x));
-    loss = (x >= 0 ? (1 - t) * x : -(t * x)) + log1p(e);
-    slope = (x >= 0 ? 1 / (1 + e) : e / (1 + e)) - t;
+    loss = (x >= 0 ? (1 - target) * x : -(target * x)) + log1p(e);
+    slope = (x >= 0 ? 1 / (1 + e) : e / (1 + e)) - target;
     """,
     _bce_with_logits_twin,
 )
