@@ -4,7 +4,8 @@
 
 Times the training step of the MLP VAE 784-400-20 or the conv VAE (batch 128 of MNIST, Adam 1e-3) of the tinyae in
 BASE_CHECKOUT (a git worktree of the commit to compare with, e.g. ``git worktree add ../base COMMIT``) and of
-this checkout, in processes B, A, B, A, ... so slow drifts of the machine hit both alike. Each process warms
+this checkout, in processes B, A, A, B, B, A, ... so slow drifts of the machine, and the second process
+of a pair running slower (1.7% here, base against a copy of itself), hit both alike. Each process warms
 up, then reports its fastest round: on a machine shared with other jobs, the round least disturbed by them.
 Prints the per-pair ratios (this / base), their median and range.
 ``--overhead`` times bench/overhead.py's chains (µs per op) the same way instead.
@@ -86,7 +87,10 @@ def main() -> None:
     this, base = HERE.parent, args.base.resolve()
     ratios: dict[str, list[float]] = {}
     for pair in range(args.pairs):
-        before, after = measure(base, args), measure(this, args)
+        if pair % 2 == 0:  # who goes first alternates: the second process of a pair tends to run slower
+            before, after = measure(base, args), measure(this, args)
+        else:
+            after, before = measure(this, args), measure(base, args)
         for name in before:
             ratios.setdefault(name, []).append(after[name] / before[name])
         times = (f"{name} {before[name] * 1e6:.1f} → {after[name] * 1e6:.1f} µs" for name in before)

@@ -315,12 +315,14 @@ def _valid_gradient(function: Function, input_grads: tuple, value: Tensor, grad)
     becomes a 0-d array, a floating-point dtype other than the input's is cast to it (NumPy's promotion in
     mixed-precision ops makes those). Another array type, shape or dtype is the op's bug: a RuntimeError
     naming the op and the input's position."""
-    position = next(i for i, (input_value, input_grad) in enumerate(zip(function.inputs, input_grads))
-                    if input_value is value and input_grad is grad)
-    where = f"{function.name}.backward returned a gradient for input {position}"
-    data = value.data
+    data, returned = value.data, grad
     if isinstance(grad, np.generic) and type(data) is np.ndarray:
         grad = np.asarray(grad)  # NumPy's 0-d arithmetic returns scalars
+        if grad.shape == data.shape and grad.dtype == data.dtype:
+            return grad
+    position = next(i for i, (input_value, input_grad) in enumerate(zip(function.inputs, input_grads))
+                    if input_value is value and input_grad is returned)
+    where = f"{function.name}.backward returned a gradient for input {position}"
     if type(grad) is not type(data):
         try:
             kind = f"a {backend.backend_of(grad)} array"

@@ -24,12 +24,12 @@ class Mutant:
 
 ARITHMETIC = ("tests/ops/test_arithmetic.py",)
 ELEMENTWISE = ("tests/ops/test_elementwise.py", "tests/ops/test_kinks.py")
-ACTIVATION = ("tests/ops/test_activation.py", "tests/ops/test_kinks.py", "tests/kernels")
+ACTIVATION = ("tests/ops/test_activation.py", "tests/ops/test_kinks.py")
 REDUCE = ("tests/ops/test_reduce.py", "tests/ops/test_kinks.py")
 SHAPE = ("tests/ops/test_shape.py", "tests/ops/test_kinks.py")
-LOSS = ("tests/ops/test_loss.py", "tests/kernels")
+LOSS = ("tests/ops/test_loss.py",)
 CONV = ("tests/ops/test_conv.py",)
-OPTIM = ("tests/optim/test_optim.py", "tests/kernels")
+OPTIM = ("tests/optim/test_optim.py", "tests/kernels/test_kernel.py")
 
 MUTANTS = [
     # Broadcasting undone in one place
@@ -140,4 +140,129 @@ MUTANTS = [
            "(1.0 - beta2**step) ** 0.5,", "1.0,", OPTIM),
     Mutant("adamw fused: decay coupled", "tinyae/optim/adam.py",
            "float(group[\"eps\"]), 0.0 if decoupled else weight_decay,", "float(group[\"eps\"]), weight_decay,", OPTIM),
+]
+
+# Fused kernels: the CUDA body (compiled as a C loop on the CPU: only numpy runs it) and the twin (compared bit
+# for bit with the compiled loop in the numpy run; strict runs twins only as CuPy's stand-in, so a twin's
+# rounding, or its NaN and inf·0 conventions, need not show there)
+KERNELS = ("tests/kernels/test_differential.py", "tests/kernels/test_kernel.py")
+NUMPY_RUN = ("numpy",)  # code only the numpy run reaches (the C loops), or tests that need not run twice
+MUTANTS += [
+    Mutant("relu body: -0 kept, NaN zeroed", "tinyae/ops/activation.py",
+           '"y = x <= 0 ? (T)0 : x"', '"y = !(x > 0) ? (T)0 : x"', KERNELS, NUMPY_RUN),
+    Mutant("relu twin: fmax drops NaN", "tinyae/ops/activation.py",
+           "lambda x: array_module(x).maximum(x, x.dtype.type(0))", "lambda x: array_module(x).fmax(x, x.dtype.type(0))",
+           KERNELS, NUMPY_RUN),
+    Mutant("relu_backward body: passes at 0", "tinyae/ops/activation.py",
+           '"grad_x = out > 0 ? grad_out : (T)0"', '"grad_x = out >= 0 ? grad_out : (T)0"', KERNELS, NUMPY_RUN),
+    Mutant("relu_backward twin: inf·0 is NaN", "tinyae/ops/activation.py",
+           "lambda grad_out, out: array_module(out).where(out > 0, grad_out, grad_out.dtype.type(0))",
+           "lambda grad_out, out: grad_out * (out > 0)", KERNELS, NUMPY_RUN),
+    Mutant("leaky_relu_backward body: branches swapped", "tinyae/ops/activation.py",
+           '"grad_x = positive ? grad_out : grad_out * slope"', '"grad_x = positive ? grad_out * slope : grad_out"',
+           KERNELS, NUMPY_RUN),
+    Mutant("leaky_relu_backward twin: factors swapped", "tinyae/ops/activation.py",
+           "positive, grad_out.dtype.type(1), slope),", "positive, slope, grad_out.dtype.type(1)),", KERNELS),
+    Mutant("leaky_relu: slope 1 at 0", "tinyae/ops/activation.py",
+           "        self.positive = x > 0\n", "        self.positive = x >= 0\n", ACTIVATION),
+    Mutant("sigmoid_backward body: y(y − 1)", "tinyae/ops/activation.py",
+           '"grad_x = grad_out * (out * (1 - out))"', '"grad_x = grad_out * (out * (out - 1))"', KERNELS, NUMPY_RUN),
+    Mutant("sigmoid_backward twin: regrouped", "tinyae/ops/activation.py",
+           "lambda grad_out, out: grad_out * (out * (1 - out))", "lambda grad_out, out: grad_out * out * (1 - out)",
+           KERNELS, NUMPY_RUN),
+    Mutant("tanh_backward body: 1 + y²", "tinyae/ops/activation.py",
+           '"grad_x = grad_out * (1 - out * out)"', '"grad_x = grad_out * (1 + out * out)"', KERNELS, NUMPY_RUN),
+    Mutant("tanh_backward twin: factored", "tinyae/ops/activation.py",
+           "lambda grad_out, out: grad_out * (1 - out * out)", "lambda grad_out, out: grad_out * (1 - out) * (1 + out)",
+           KERNELS, NUMPY_RUN),
+    Mutant("softplus_backward body: 1 − σ", "tinyae/ops/activation.py",
+           '"grad_x = linear ? grad_out : grad_out * (exp_scaled / (exp_scaled + 1))"',
+           '"grad_x = linear ? grad_out : grad_out * (1 / (exp_scaled + 1))"', KERNELS, NUMPY_RUN),
+    Mutant("softplus_backward twin: 1 − σ", "tinyae/ops/activation.py",
+           "linear, grad_out.dtype.type(1), exp_scaled / (exp_scaled + 1)),",
+           "linear, grad_out.dtype.type(1), 1 / (exp_scaled + 1)),", KERNELS),
+    Mutant("bce body: x − x·t cancels", "tinyae/ops/loss.py",
+           "loss = (x >= 0 ? (1 - target) * x : -(target * x)) + log1p(e);",
+           "loss = (x >= 0 ? x - target * x : -(target * x)) + log1p(e);", KERNELS, NUMPY_RUN),
+    Mutant("bce body: log(1 + e) for log1p", "tinyae/ops/loss.py",
+           "loss = (x >= 0 ? (1 - target) * x : -(target * x)) + log1p(e);",
+           "loss = (x >= 0 ? (1 - target) * x : -(target * x)) + log(1 + e);", KERNELS, NUMPY_RUN),
+    Mutant("bce body: σ(x) for x < 0", "tinyae/ops/loss.py",
+           "slope = (x >= 0 ? 1 / (1 + e) : e / (1 + e)) - target;",
+           "slope = (x >= 0 ? 1 / (1 + e) : 1 / (1 + e)) - target;", KERNELS, NUMPY_RUN),
+    Mutant("bce body: e^(−x) overflows", "tinyae/ops/loss.py",
+           "T e = exp(-fabs(x));", "T e = exp(-x);", KERNELS, NUMPY_RUN),
+    Mutant("bce twin: log1p correction sign", "tinyae/ops/loss.py",
+           "    correction -= e\n", "    correction += e\n", KERNELS),
+    Mutant("bce twin: σ from min", "tinyae/ops/loss.py",
+           "slope = xp.maximum(e, positive)", "slope = xp.minimum(e, positive)", KERNELS),
+    Mutant("kl body: expm1 as exp − 1", "tinyae/ops/loss.py",
+           "half_expm1 = (T)0.5 * expm1(logvar);", "half_expm1 = (T)0.5 * (exp(logvar) - 1);", KERNELS, NUMPY_RUN),
+    Mutant("kl body: + logvar", "tinyae/ops/loss.py",
+           "kl = (T)0.5 * (mu * mu - logvar) + half_expm1;", "kl = (T)0.5 * (mu * mu + logvar) + half_expm1;",
+           KERNELS, NUMPY_RUN),
+    Mutant("kl twin: expm1 as exp − 1", "tinyae/ops/loss.py",
+           "half_expm1 = 0.5 * array_module(logvar).expm1(logvar)",
+           "half_expm1 = 0.5 * (array_module(logvar).exp(logvar) - 1)", KERNELS, NUMPY_RUN),
+    Mutant("reparameterize body: e^lv", "tinyae/ops/sampling.py",
+           "T std_eps = exp((T)0.5 * logvar) * eps;", "T std_eps = exp(logvar) * eps;", KERNELS, NUMPY_RUN),
+    Mutant("reparameterize body: ∂z/∂lv without ½", "tinyae/ops/sampling.py",
+           "half_std_eps = (T)0.5 * std_eps;", "half_std_eps = std_eps;", KERNELS, NUMPY_RUN),
+    Mutant("reparameterize twin: ∂z/∂lv without ½", "tinyae/ops/sampling.py",
+           "return mu + std_eps, 0.5 * std_eps", "return mu + std_eps, std_eps", KERNELS),
+    Mutant("adam body: decay always on", "tinyae/optim/adam.py",
+           "T g = weight_decay == 0 ? grad : grad + weight_decay * param;", "T g = grad + weight_decay * param;",
+           KERNELS, NUMPY_RUN),
+    Mutant("adam body: first moment weighted by β₂", "tinyae/optim/adam.py",
+           "exp_avg += (g - exp_avg) * one_minus_beta1;", "exp_avg += (g - exp_avg) * beta2;", KERNELS, NUMPY_RUN),
+    Mutant("adam body: bias correction inside the root", "tinyae/optim/adam.py",
+           "param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps);",
+           "param += -step_size * exp_avg / (sqrt(exp_avg_sq / bias_correction2_sqrt) + eps);", KERNELS, NUMPY_RUN),
+    Mutant("adam twin: second moment decays by 1 − β₂", "tinyae/optim/adam.py",
+           "squared *= grad\n    exp_avg_sq *= beta2\n", "squared *= grad\n    exp_avg_sq *= one_minus_beta2\n", KERNELS),
+    Mutant("adam twin: update sign", "tinyae/optim/adam.py",
+           "update /= denom\n    param += update", "update /= denom\n    param -= update", KERNELS),
+]
+
+# The engine, the kernel mechanism, the compiler and strict's refusals
+ENGINE = ("tests/test_autograd.py", "tests/test_versions.py", "tests/ops/test_arithmetic.py")
+MUTANTS += [
+    Mutant("engine: a second consumer's gradient replaces the first", "tinyae/autograd.py",
+           "                total = previous + input_grad\n", "                total = input_grad\n", ENGINE),
+    Mutant("engine: min-heap runs producers before consumers", "tinyae/autograd.py",
+           "heapq.heappush(pending, (-value._fn.sequence, value))", "heapq.heappush(pending, (value._fn.sequence, value))",
+           ENGINE),
+    Mutant("engine: gradient count unchecked when short", "tinyae/autograd.py",
+           "        if len(input_grads) != len(function.inputs):\n", "        if len(input_grads) > len(function.inputs):\n",
+           ENGINE),
+    Mutant("engine: gradient shape unchecked", "tinyae/autograd.py",
+           "            if (type(input_grad) is not type(data) or input_grad.shape != data.shape\n",
+           "            if (type(input_grad) is not type(data)\n", ENGINE),
+    Mutant("engine: versions never checked", "tinyae/autograd.py",
+           "        if function.writes != _writes:\n", "        if False:\n", ENGINE),
+    Mutant(".grad arrays may share memory", "tinyae/autograd.py",
+           "    if owner in stored:\n", "    if False:\n", ENGINE),
+    Mutant("compiled loop: a copy in another layout freed before the call", "tinyae/kernels/cloop.py",
+           "                copies.append(copy)\n", "", KERNELS, NUMPY_RUN),
+    Mutant("compiled loop: exceptions ignored", "tinyae/kernels/cloop.py",
+           "        flags = function(*call)\n        if flags and _raised(flags):",
+           "        flags = function(*call)\n        if False:", KERNELS, NUMPY_RUN),
+    Mutant("kernel: a NumPy scalar goes to CuPy", "tinyae/kernels/__init__.py",
+           "        if isinstance(first, np.generic):  # a NumPy scalar", "        if False:  # a NumPy scalar",
+           KERNELS + ("tests/test_autograd.py",), NUMPY_RUN),
+    Mutant("compiler: cached library loaded unchecked", "tinyae/kernels/compiler.py",
+           "            if hashlib.sha256(entry.read_bytes()).hexdigest() != digest:\n",
+           "            if False:\n", ("tests/kernels/test_compiler.py",), NUMPY_RUN),
+    Mutant("strict: NumPy arrays accepted as operands", "tinyae/backend/strict.py",
+           "    if isinstance(other, _SCALARS):\n        return other\n    raise _operand_error(other)",
+           "    if isinstance(other, (_SCALARS, np.ndarray)):\n        return other\n    raise _operand_error(other)",
+           ("tests/backend", "tests/test_backend.py"), NUMPY_RUN),
+    Mutant("strict: host data accepted where CuPy wants a device array", "tinyae/backend/strict.py",
+           '        raise _parameter_error(where, parameter, value, "a strict (CuPy-like) array")\n    if kind == "B"',
+           '        return value\n    if kind == "B"', ("tests/backend", "tests/test_backend.py"), NUMPY_RUN),
+    Mutant("strict: implicit conversion allowed", "tinyae/backend/strict.py",
+           '''    def __array__(self, *args, **kwargs):
+        raise TypeError(''', '''    def __array__(self, *args, **kwargs):
+        return self._array
+        raise TypeError(''', ("tests/backend", "tests/test_backend.py"), NUMPY_RUN),
 ]

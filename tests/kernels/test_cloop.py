@@ -7,7 +7,6 @@ import pytest
 
 from tinyae import kernels
 from tinyae.kernels import cloop, compiler
-from tinyae.optim import adam
 
 KERNELS = kernels.all_kernels()
 
@@ -106,7 +105,9 @@ def test_arguments_the_loop_does_not_take_go_to_the_twin():
     frozen = normal(np.float32)
     frozen.flags.writeable = False
     assert KERNELS["relu_backward"].cpu_loop(grad, out, frozen) is NotImplemented  # a read-only output
-    assert loop(grad.T, out.T, grad.copy().T.copy()) is NotImplemented  # an output in another layout
+    given = np.empty_like(grad.T, order="C")  # inputs in another layout than the output's: copied into it
+    assert loop(grad.T, out.T, given) is given
+    np.testing.assert_array_equal(given, KERNELS["relu_backward"].twin(grad.T, out.T))
     np.testing.assert_array_equal(KERNELS["relu_backward"](grad[:, ::2], out[:, ::2]), grad[:, ::2] * (out[:, ::2] > 0))
 
 
@@ -203,23 +204,24 @@ def test_foreach_source_calls_the_loop_once_per_tensor():
     source = KERNELS["adam_update"].cpu_loop.foreach_source((np.dtype(np.float32),) * 12, kinds)
     assert ("int tinyae_adam_update_foreach(ptrdiff_t __count, const ptrdiff_t *__sizes, float *const *_grad,"
             in source)
-    assert "tinyae_adam_update(__sizes[__t], _grad[__t], one_minus_beta1," in source and "_exp_avg_sq + __offset);" in source
+    assert "tinyae_adam_update_loop(__sizes[__t], _grad[__t], one_minus_beta1," in source and "_exp_avg_sq + __offset);" in source
 
 
-def test_foreach_refuses_what_it_cannot_take_and_the_kernel_then_goes_tensor_by_tensor():
+def test_foreach_refuses_what_it_cannot_take_and_reads_inputs_in_other_layouts_from_copies():
     grads, flats = foreach_arguments()
     loop = KERNELS["adam_update"].cpu_loop
     wide = np.zeros((37, 58), np.float32)
     wide[:, ::2] = grads[0]
-    strided = [wide[:, ::2]] + grads[1:]  # the same values, not contiguous
-    assert loop.foreach(strided, *ADAM_SCALARS, *flats) is NotImplemented
+    strided = [wide[:, ::2]] + grads[1:]  # the same values, not contiguous: an input is read from a copy,
+    gapped = np.zeros(2 * flats[0].size, np.float32)[::2]  # an output can't be
+    assert loop.foreach(grads, *ADAM_SCALARS, gapped, *flats[1:]) is NotImplemented
     assert loop.foreach(grads[0], *ADAM_SCALARS, *flats) is NotImplemented  # no list first
     assert loop.foreach(grads, *ADAM_SCALARS, *flats[:2]) is NotImplemented  # an output missing
     assert loop.foreach([grads[0].astype(np.float64)] + grads[1:], *ADAM_SCALARS, *flats) is NotImplemented
     assert loop.foreach(grads, *ADAM_SCALARS, flats[0][:-1], *flats[1:]) is NotImplemented  # short
     expected = [flat.copy() for flat in flats]
     per_tensor(KERNELS["adam_update"], grads, *ADAM_SCALARS, *expected)
-    KERNELS["adam_update"].foreach(strided, *ADAM_SCALARS, *flats)
+    assert loop.foreach(strided, *ADAM_SCALARS, *flats) is None
     for got, want in zip(flats, expected):
         np.testing.assert_array_equal(got, want)
 

@@ -154,10 +154,12 @@ class Kernel:
         result = self.cpu_loop(*runs) if args[0].size >= self.min_compiled_size else NotImplemented
         if result is NotImplemented:
             result = self.twin(*_twin_arguments(self, runs))
+            if not given:
+                return _returned(result, runs, np.asarray)
         if given:
             _fill(self, result, given)
             return given[0] if len(given) == 1 else given
-        return _returned(result, runs, np.asarray)
+        return result  # (the loop ran only on arrays of one shape, into arrays of it)
 
     def foreach(self, *args) -> None:
         """The kernel over several tensors at once, updating its outputs in place (PyTorch's multi-tensor
@@ -173,6 +175,9 @@ class Kernel:
         if not isinstance(args[0], list) or len(args) != len(self.inputs) + len(self.outputs):
             raise TypeError(f"kernel {self.name}.foreach takes a list of arrays first, and all "
                             f"{len(self.inputs) + len(self.outputs)} arguments (the outputs too)")
+        on_cpu = bool(args[0]) and type(args[0][0]) is np.ndarray
+        if on_cpu and self.in_place and self.cpu_loop.foreach(*args) is not NotImplemented:
+            return  # (it checks every shape itself)
         sizes = [array.size for array in args[0]]
         for (_, name), value in zip(self.inputs + self.outputs, args):
             if isinstance(value, list) and [array.size for array in value] != sizes:
@@ -182,9 +187,6 @@ class Kernel:
                 raise ValueError(f"kernel {self.name}.foreach: the flat array {name!r} has {value.size} elements, "
                                  f"expected {sum(sizes)} (the sizes of the first argument's tensors, summed)")
         if not sizes:
-            return
-        on_cpu = type(args[0][0]) is np.ndarray
-        if on_cpu and self.in_place and self.cpu_loop.foreach(*args) is not NotImplemented:
             return
         if not on_cpu and not any(isinstance(value, list) for value in args[len(self.inputs):]):
             xp = backend.array_module(args[0][0])

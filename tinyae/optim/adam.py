@@ -189,7 +189,7 @@ class Adam(Optimizer):
             return False  # (torch's lerp takes its other branch for weights ≥ ½)
         first = params[0].data
         steps = {self.state[p]["step"] if self.state.get(p) else 0 for p in params}
-        if len(steps) != 1 or any(p.grad is None or type(p.data) is not type(first) or p.dtype != first.dtype
+        if len(steps) != 1 or any(p.grad is None or type(p.data) is not type(first) or p.data.dtype != first.dtype
                                   for p in params):
             return False
         step = steps.pop() + 1
