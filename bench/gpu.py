@@ -1,108 +1,162 @@
-"""GPU: MNIST VAE epoch time and steady-state step time, tinyae on CuPy vs PyTorch on CUDA, same GPU;
-and the speed-up of tinyae's fused kernels over the unfused path.
+"""GPU: the VAE's steady-state step, tinyae on CuPy against PyTorch on CUDA on the same GPU, each in its own
+process; what tinyae's fused kernels save (the unfused path), for the conv VAE what keeping the conv layout
+saves; and one MNIST epoch on tinyae/CuPy.
 
-    python bench/gpu.py [--steps 200]
+    python bench/gpu.py [--model mlp|conv] [--steps 200] [--rounds 3]
 
 Needs CuPy (`pip install -e ".[gpu]"`), PyTorch with CUDA, and a GPU; exits with a message otherwise.
-Every timing synchronizes the device before reading the clock.
+Every contender runs in a process of its own (two CUDA runtimes and memory pools in one process would slow
+each other), ``--rounds`` times, in alternating order; the median of the rounds is reported. Each timing
+synchronizes the device before reading the clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import tinyae
-from common import mnist_batch, torch_models
-from tinyae import backend, kernels, models, optim
-from tinyae.optim import adam
-from tinyae.data import Batches, load_mnist
+HERE = Path(__file__).resolve().parent
+CONTENDERS = {  # model → the contenders timed, each in processes of its own
+    "mlp": ["tinyae", "tinyae, unfused kernels", "PyTorch"],
+    "conv": ["tinyae", "tinyae, unfused kernels", "tinyae, conv layout lost", "PyTorch"],
+}
 
 
-def synchronized(run, sync):
-    def timed() -> float:
+def synchronized(run, sync, steps: int) -> float:
+    """Median seconds of ``run`` over ``steps`` calls, each timed between device synchronizations."""
+    times = []
+    for _ in range(steps):
         sync()
         started = time.perf_counter()
         run()
         sync()
-        return time.perf_counter() - started
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
-    return timed
+
+def batch(model: str) -> np.ndarray:
+    from common import mnist_batch
+
+    return mnist_batch().reshape((-1, 1, 28, 28) if model == "conv" else (-1, 784))
 
 
-def unfused():
-    """Replace every kernel's CUDA body by its twin run on CuPy arrays (one launch per array operation)."""
-    for kernel in kernels.all_kernels().values():  # (Adam's twin only adds slicing for CPU caches: one slice)
-        kernel._cupy_kernel = adam._adam_slice if kernel is adam.adam_update else kernel.twin
+def tinyae_worker(name: str, model: str, steps: int) -> dict:
+    """Time tinyae's step (and, for the plain contender, one MNIST epoch) on CuPy."""
+    import tinyae
+    from tinyae import backend, kernels, models, optim
+    from tinyae.data import Batches, load_mnist
+    from tinyae.ops import activation
+    from tinyae.optim import adam
+
+    if name == "tinyae, unfused kernels":  # every kernel's CUDA body replaced by its twin run on CuPy arrays
+        for kernel in kernels.all_kernels().values():  # (Adam's twin only adds slicing for CPU caches)
+            kernel._cupy_kernel = adam._adam_slice if kernel is adam.adam_update else kernel.twin
+    if name == "tinyae, conv layout lost":  # activations' outputs C-contiguous, as CuPy allocates them
+        activation._in_layout = lambda kernel, first, *rest: kernel(first, *rest)
+    cupy = backend.module("cupy")
+    tinyae.set_backend("cupy")
+    tinyae.manual_seed(0)
+    net = models.ConvVAE() if model == "conv" else models.VAE()
+    optimizer = optim.Adam(net.parameters())
+
+    def step(x) -> None:
+        total, _ = net.loss(x)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+
+    x = tinyae.tensor(batch(model))
+    sync = cupy.cuda.Device().synchronize
+    for _ in range(20):
+        step(x)
+    result = {"step": synchronized(lambda: step(x), sync, steps),
+              "gpu": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()}
+    if name == "tinyae":
+        images, labels = load_mnist("train")
+        batches = Batches(images, labels, batch_size=128, shuffle=True,
+                          layout="image" if model == "conv" else "flat")
+        sync()
+        started = time.perf_counter()
+        for x in batches:
+            step(x)
+        sync()
+        result["epoch"] = time.perf_counter() - started
+    return result
+
+
+def torch_worker(model: str, steps: int) -> dict:
+    import torch
+    from common import torch_models
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("PyTorch has no CUDA device")
+    vae, conv_vae, loss = torch_models()
+    torch.manual_seed(0)
+    net = (conv_vae if model == "conv" else vae)().cuda()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.from_numpy(batch(model)).cuda()
+
+    def step() -> None:
+        value = loss(net, x)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+
+    for _ in range(20):
+        step()
+    return {"step": synchronized(step, torch.cuda.synchronize, steps), "gpu": torch.cuda.get_device_name()}
+
+
+def measure(name: str, args) -> dict:
+    """One contender, timed in a fresh process (this script with --worker)."""
+    command = [sys.executable, __file__, "--worker", name, "--model", args.model, "--steps", str(args.steps)]
+    output = subprocess.run(command, capture_output=True, text=True)
+    if output.returncode != 0:
+        sys.exit(f"bench/gpu.py: {name} failed:\n{output.stderr.strip()}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--model", choices=sorted(CONTENDERS), default="mlp")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per process")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per contender, in alternating order")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # (the contender this process times)
     args = parser.parse_args()
-    try:
-        cupy = backend.module("cupy")
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("PyTorch has no CUDA device")
-    except (RuntimeError, ImportError) as error:
-        sys.exit(f"bench/gpu.py needs CuPy, PyTorch with CUDA and a GPU: {error}")
-
-    tinyae.set_backend("cupy")
-    x = tinyae.tensor(mnist_batch())
-    model = models.VAE()
-    optimizer = optim.Adam(model.parameters())
-
-    def step():
-        total, _ = model.loss(x)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-
-    sync = cupy.cuda.Device().synchronize
-    results = {}
-    for _ in range(20):
-        step()
-    results["tinyae (fused)"] = statistics.median(synchronized(step, sync)() for _ in range(args.steps))
-    VAE, _, torch_loss = torch_models()
-    net = VAE().cuda()
-    torch_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x_torch = torch.from_numpy(mnist_batch()).cuda()
-
-    def torch_step():
-        value = torch_loss(net, x_torch)
-        torch_optimizer.zero_grad()
-        value.backward()
-        torch_optimizer.step()
-
-    for _ in range(20):
-        torch_step()
-    results["PyTorch CUDA"] = statistics.median(synchronized(torch_step, torch.cuda.synchronize)()
-                                                for _ in range(args.steps))
-    images, labels = load_mnist("train")
-    batches = Batches(images, labels, batch_size=128, shuffle=True)
-    started = time.perf_counter()
-    for batch in batches:
-        total, _ = model.loss(batch)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-    sync()
-    epoch = time.perf_counter() - started
-    unfused()
-    results["tinyae (unfused)"] = statistics.median(synchronized(step, sync)() for _ in range(args.steps))
-    print(f"GPU: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}\n")
-    print("| MLP VAE, batch 128 | step ms |\n|---|---|")
-    for name, seconds in results.items():
+    sys.path.insert(0, str(HERE))
+    if args.worker:
+        try:
+            worker = torch_worker(args.model, args.steps) if args.worker == "PyTorch" else tinyae_worker(
+                args.worker, args.model, args.steps)
+        except (RuntimeError, ImportError) as error:
+            sys.exit(f"bench/gpu.py needs CuPy, PyTorch with CUDA and a GPU: {error}")
+        print(json.dumps(worker))
+        return
+    contenders = CONTENDERS[args.model]
+    samples: dict[str, list[dict]] = {name: [] for name in contenders}
+    for round_number in range(args.rounds):
+        for name in contenders if round_number % 2 == 0 else contenders[::-1]:
+            samples[name].append(measure(name, args))
+    step = {name: statistics.median(sample["step"] for sample in runs) for name, runs in samples.items()}
+    epoch = statistics.median(sample["epoch"] for sample in samples["tinyae"])
+    print(f"GPU: {samples['tinyae'][0]['gpu']}; {args.rounds} process(es) per contender, "
+          f"{args.steps} steps each\n")
+    print(f"| {args.model} VAE, batch 128 | step ms (median of processes) |\n|---|---|")
+    for name, seconds in step.items():
         print(f"| {name} | {seconds * 1e3:.2f} |")
-    print(f"\ntinyae / PyTorch: {results['tinyae (fused)'] / results['PyTorch CUDA']:.2f}; "
-          f"fused speed-up over unfused: {results['tinyae (unfused)'] / results['tinyae (fused)']:.2f}×; "
-          f"one MNIST epoch on tinyae/CuPy: {epoch:.1f} s ({np.ceil(60000 / 128):.0f} steps)")
+    ratios = [f"tinyae / PyTorch: {step['tinyae'] / step['PyTorch']:.2f}",
+              f"fused kernels' speed-up: {step['tinyae, unfused kernels'] / step['tinyae']:.2f}×"]
+    if args.model == "conv":
+        ratios.append(f"conv layout's speed-up: {step['tinyae, conv layout lost'] / step['tinyae']:.2f}×")
+    ratios.append(f"one MNIST epoch on tinyae/CuPy: {epoch:.1f} s ({np.ceil(60000 / 128):.0f} steps)")
+    print("\n" + "; ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -307,4 +307,6 @@ def strict_call(kernel: Kernel, args: tuple):
         _fill(kernel, result, unwrapped[inputs:])
         given = args[inputs:]
         return given[0] if len(given) == 1 else given
-    return _returned(result, unwrapped, lambda part: strict.StrictArray(np.asarray(part)))
+    # in C order, as ElementwiseKernel allocates its outputs (``_get_out_args_with_params``), whatever the
+    # inputs' layout (the twin's NumPy ufuncs would keep it: order 'K')
+    return _returned(result, unwrapped, lambda part: strict.StrictArray(np.asarray(part, order="C")))

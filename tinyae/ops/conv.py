@@ -28,7 +28,9 @@ NumPy). The price is one transposing copy from (N, C, H, W) to (C, H, W, N) on t
 which also pads). On the way out nothing is copied: the result is returned as an (N, C, H, W) view of its
 (C, H, W, N) memory (``_from_chwn``), so the next convolution finds its input already in that layout, and
 elementwise kernels in between run over it in memory order (PyTorch's "channels last" idea, with the batch
-last).
+last). On CuPy the activations pass their kernels outputs laid out as their inputs
+(``activation._in_layout``): CuPy's kernels would allocate them C-contiguous, and every convolution would
+copy its input back.
 
 Backward. Y = W · cols is a matrix product (see matmul.py), so
 
@@ -225,8 +227,8 @@ class Conv2d(Function):
         if need_x:
             n, c, h, w = self.x_shape
             grad_cols = self.weight_matrix.T @ grad_matrix
-            grad_x = _from_chwn(col2im(grad_cols, (c, h, w, n), self.weight_shape[2:], self.stride, self.out_size,
-                                       self.padding))
+            grad_x = _from_chwn(col2im(grad_cols, (c, h, w, n), self.weight_shape[2:], self.stride,
+                                       self.out_size, self.padding))
         if need_weight:
             # (cols · Gᵀ)ᵀ rather than G · colsᵀ: the same numbers, ~2× faster in OpenBLAS for this long K
             grad_weight = (self.cols @ grad_matrix.T).T.reshape(self.weight_shape)
