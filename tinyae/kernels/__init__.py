@@ -13,8 +13,8 @@ them. The first argument's array type picks the path:
   takes the arguments; else the twin (a strided, broadcast, negative-stride or misaligned first argument;
   no C compiler; ``exp``/``log`` without a SIMD C library);
 * the strict backend: ``strict_call``, which checks the call as CuPy would (argument count, dtypes of typed
-  and placeholder parameters, scalar vs array, outputs' shapes) and runs the twin. A call that CuPy would
-  reject fails in CI.
+  and placeholder parameters, scalar vs array, outputs' shapes) and runs the twin, returning its outputs in
+  C order as CuPy allocates them. A call that CuPy would reject fails in CI.
 
 Arguments are taken as CuPy takes them: arrays, broadcast together, and scalars, each cast to its
 parameter's dtype (a NumPy float64 scalar leaves a float32 kernel float32). Outputs may be passed in after
