@@ -342,6 +342,20 @@ def test_products_and_convolutions_are_numpys_within_the_summation_bound(device,
         assert not off.any(), f"{what}: {got[off][:3]} on {device}, {want[off][:3]} on numpy"
 
 
+def test_kernels_allocate_their_outputs_in_c_order_and_write_into_any_layout(device):
+    """The premise of the layout test below: ``ElementwiseKernel`` allocates C-contiguous outputs whatever
+    its inputs' layout (CuPy's ``_get_out_args_with_params``; strict does the same), and writes outputs
+    passed in, in the layout they have (``empty_like`` keeps the input's, order 'K')."""
+    x = in_layout(np.random.default_rng(13).standard_normal((4, 3, 5, 6)), "rolled", device)
+    assert is_chwn(x)
+    allocated = KERNELS["relu_forward"](x)
+    assert allocated.flags.c_contiguous
+    passed = KERNELS["relu_forward"](x, backend.array_module(x).empty_like(x))
+    assert is_chwn(passed)
+    for output in (allocated, passed):
+        np.testing.assert_array_equal(to_numpy(output), np.maximum(to_numpy(x), 0))
+
+
 ACTIVATIONS = {"relu": F.relu, "leaky_relu": F.leaky_relu, "sigmoid": F.sigmoid, "tanh": F.tanh,
                "softplus": F.softplus}
 
