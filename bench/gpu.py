@@ -3,7 +3,8 @@ and the speed-up of tinyae's fused kernels over the unfused path.
 
     python bench/gpu.py [--steps 200]
 
-Needs CuPy (`pip install -e ".[gpu]"`), PyTorch with CUDA, and a GPU; exits with a message otherwise.
+Needs CuPy (`pip install -e ".[gpu-cuda12]"`, or ".[gpu-cuda13]" where nvidia-smi shows "CUDA Version: 13.x"),
+PyTorch with CUDA, and a GPU; exits with a message otherwise.
 Every timing synchronizes the device before reading the clock.
 """
 
