@@ -4,7 +4,8 @@ saves; and one MNIST epoch on tinyae/CuPy.
 
     python bench/gpu.py [--model mlp|conv] [--steps 200] [--rounds 3]
 
-Needs CuPy (`pip install -e ".[gpu]"`), PyTorch with CUDA, and a GPU; exits with a message otherwise.
+Needs CuPy (`pip install -e ".[gpu-cuda12]"`, or ".[gpu-cuda13]" where nvidia-smi shows "CUDA Version: 13.x"),
+PyTorch with CUDA, and a GPU; exits with a message otherwise.
 Every contender runs in a process of its own (two CUDA runtimes and memory pools in one process would slow
 each other), ``--rounds`` times, in alternating order; the median of the rounds is reported. Each timing
 synchronizes the device before reading the clock.

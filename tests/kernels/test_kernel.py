@@ -1,16 +1,13 @@
 """Fused kernels: each NumPy twin equals the unfused formula; the strict backend checks calls as CuPy would;
 the CuPy kernels equal their twins (gpu); the fused Adam path equals the per-parameter loop bit for bit."""
 
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
 
 import tinyae as ta
 from tinyae import kernels, optim
 from tinyae.optim import adam
-from tinyae.backend import get_backend, module
+from tinyae.backend import module
 from tinyae.backend.strict import StrictArray
 from tests.conftest import BACKEND, to_numpy
 
@@ -100,37 +97,6 @@ def test_cupy_kernels_equal_their_twins(name):
     for got, want in zip(on_gpu if isinstance(on_gpu, tuple) else (on_gpu,),
                          on_cpu if isinstance(on_cpu, tuple) else (on_cpu,)):
         np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=1e-12, atol=1e-15)
-
-
-CUDA_TYPES = {"bool": "bool", "float32": "float", "float64": "double"}
-
-
-def cupy_style_source(kernel: kernels.Kernel) -> str:
-    """The kernel as CuPy's ElementwiseKernel wraps it: each parameter bound by reference to element i
-    (inputs const), the operation followed by ';', the preamble before it."""
-    params, binds = [], []
-    for index, (type_name, name) in enumerate(kernel.inputs + kernel.outputs):
-        declared = CUDA_TYPES.get(type_name, type_name)
-        const = "" if index >= len(kernel.inputs) else "const "
-        params.append(f"{const}{declared} *_raw_{name}")
-        binds.append(f"{const}{declared} &{name} = _raw_{name}[i];")
-    return (f"{kernel.preamble}\n"
-            f'extern "C" __global__ void {kernel.name}({", ".join(params)}, long long n) {{\n'
-            f"  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;"
-            f" i += (long long)blockDim.x * gridDim.x) {{\n    {' '.join(binds)}\n    {kernel.operation};\n  }}\n}}\n")
-
-
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc, the CUDA compiler (no GPU needed)")
-@pytest.mark.skipif(get_backend() != "numpy", reason="backend-independent: checked once, in the numpy run")
-@pytest.mark.parametrize("c_type", ["float", "double"])
-def test_cuda_bodies_compile(c_type, tmp_path):
-    """What CuPy will compile on a GPU, compiled here with nvcc (warnings are errors), all kernels at once."""
-    source = tmp_path / "kernels.cu"
-    source.write_text(f"typedef {c_type} T;\n" + "".join(
-        cupy_style_source(kernel) for kernel in KERNELS.values()))
-    result = subprocess.run(["nvcc", "-c", str(source), "-o", str(tmp_path / "kernels.o"),
-                             "-Werror", "all-warnings"], capture_output=True, text=True)
-    assert result.returncode == 0, f"{source.read_text()}\n{result.stderr}"
 
 
 def test_adam_twin_slices_any_contiguous_shape_without_changing_a_bit():

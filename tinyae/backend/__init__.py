@@ -31,8 +31,9 @@ def _load_cupy() -> ModuleType:
     if _cupy is not None:
         return _cupy
     hint = (
-        "the 'cupy' backend needs CuPy and a CUDA GPU: install tinyae with `pip install tinyae[gpu]` "
-        "(CUDA 12) or `pip install tinyae[gpu-cuda13]` (CUDA 13), on a machine with an NVIDIA GPU"
+        "the 'cupy' backend needs an NVIDIA GPU and CuPy with the CUDA libraries it compiles kernels with: "
+        "pip install \"tinyae[gpu-cuda12]\" where nvidia-smi shows \"CUDA Version: 12.x\", "
+        "\"tinyae[gpu-cuda13]\" where it shows 13.x"
     )
     try:
         import cupy
