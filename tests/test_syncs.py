@@ -78,6 +78,19 @@ def test_the_trainer_reads_only_every_sync_every_steps(trainer):
     assert syncs.count == progress[1][1] + len(averages), syncs.events
 
 
+@pytest.mark.parametrize("trainer", ["sparse-ae kl"], indirect=True)
+def test_bad_input_found_on_the_device_stops_training_at_the_next_progress_read(trainer):
+    """kl_sparsity's check of ρ̂ ∈ [0, 1] is a device assert: NaN weights make ρ̂ NaN in step 1, and the
+    trainer's read after step 3 reports it (PyTorch's CUDA kernels would assert on the device likewise)."""
+    trainer.model.encoder[0].weight.data[...] = float("nan")
+    steps = []
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda: steps.append(1) or step()
+    with pytest.raises(ValueError, match=r"kl_sparsity: all elements of rho_hat must lie in \[0, 1\]"):
+        trainer.train_epoch()
+    assert len(steps) == SYNC_EVERY
+
+
 @pytest.mark.parametrize("trainer", ["sparse-ae kl", "vae bernoulli"], indirect=True)
 def test_evaluation_reads_once_however_many_batches(trainer):
     """The test-set losses are summed on the device and read at the end: as many reads for 2 batches as

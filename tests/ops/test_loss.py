@@ -380,6 +380,10 @@ def test_on_a_device_the_unit_interval_check_makes_no_sync_and_fails_at_the_next
         value.item()
     value.item()  # reported once: the next read passes
     call(ta.tensor([0.5, 0.25])).item()  # valid input passes
+    call(ta.tensor([0.5, 1.5]))
+    call(ta.tensor([0.5, 0.25]))  # a later valid call does not hide the earlier failure
+    with pytest.raises(ValueError, match=re.escape("must lie in [0, 1]")):
+        value.item()
     with pytest.raises(ValueError, match=re.escape("must lie in [0, 1]")):
         loss.kl_sparsity(0.1, np.array([0.5, 1.5]))  # host data: at once
 
