@@ -294,6 +294,18 @@ def test_numpy_index_arrays_are_taken_as_cupy_takes_them():
     assert a.tolist() == [0.0, 7.0, 2.0]
 
 
+def test_flags_are_cupys_three_read_only_ones():
+    """CuPy's Flags has c_contiguous, f_contiguous and owndata, read-only: marking a device array read-only
+    (``flags.writeable = False``, as tinyae does with NumPy datasets) fails on a GPU, so it fails here."""
+    m = xp.asarray(np.ones((2, 3)))
+    assert (m.flags.c_contiguous, m.flags.f_contiguous, m.flags.owndata) == (True, False, True)
+    assert (m.T.flags.c_contiguous, m.T.flags.f_contiguous, m.T.flags.owndata) == (False, True, False)
+    with pytest.raises(AttributeError):
+        m.flags.writeable  # noqa: B018
+    with pytest.raises(AttributeError, match="read-only"):
+        m.flags.writeable = False
+
+
 def test_strict_array_wraps_only_numpy_arrays():
     with pytest.raises(TypeError, match="wraps a numpy.ndarray, got float64"):
         StrictArray(np.float64(1.0))

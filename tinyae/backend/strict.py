@@ -174,18 +174,25 @@ class StrictArray:
             "or tinyae.Tensor.numpy() for an explicit host copy"
         )
 
-    # CuPy converts a copy on the host (float(self.get())), so NumPy's rules hold: 0-d arrays only.
+    # CuPy converts a copy on the host (float(self.get())), so NumPy's rules hold: 0-d arrays only (NumPy
+    # >= 2.4; older NumPy only warns about size-1 arrays, so strict refuses them itself).
     def __float__(self) -> float:
         _sync("float()")
-        return float(self._array)
+        return float(self._scalar("float"))
 
     def __int__(self) -> int:
         _sync("int()")
-        return int(self._array)
+        return int(self._scalar("int"))
 
     def __complex__(self) -> complex:
         _sync("complex()")
-        return complex(self._array)
+        return complex(self._scalar("complex"))
+
+    def _scalar(self, kind: str) -> np.ndarray:
+        if self._array.ndim:
+            raise TypeError(f"only 0-dimensional arrays can be converted to Python scalars ({kind}() of a "
+                            f"strict array of shape {self._array.shape}; NumPy >= 2.4's rule, and CuPy's)")
+        return self._array
 
     def __bool__(self) -> bool:
         _sync("bool()")
@@ -230,7 +237,7 @@ class StrictArray:
     nbytes = property(lambda self: self._array.nbytes)
     itemsize = property(lambda self: self._array.itemsize)
     strides = property(lambda self: self._array.strides)
-    flags = property(lambda self: self._array.flags)
+    flags = property(lambda self: _Flags(self._array.flags))
 
     @property
     def T(self) -> StrictArray:
@@ -267,6 +274,23 @@ class StrictArray:
         if spec is None:
             raise AttributeError(f"strict array has no attribute {name!r} (not part of the CuPy-like API)")
         return _checked(f"ndarray.{name}", getattr(self._array, name), spec)
+
+
+class _Flags:
+    """``cupy.ndarray.flags`` (``cupy._core.flags.Flags``): three read-only flags. A CuPy array has no
+    writeable, aligned, ... flag: ``a.flags.writeable = False`` fails there, so it fails here."""
+
+    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
+
+    def __init__(self, flags):
+        for name in self.__slots__:
+            object.__setattr__(self, name, bool(getattr(flags, name)))
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"a strict (CuPy-like) array's flags are read-only; it has no {name!r} to set")
+
+    def __repr__(self) -> str:
+        return "\n".join(f"  {name.upper()} : {getattr(self, name)}" for name in self.__slots__)
 
 
 def _item_value(value: object):
