@@ -106,7 +106,8 @@ class Trainer:
         self.train_batches, self.test_batches = load_data(config)
         self.test_state = self.test_batches.state()  # every evaluation sees the same (binarized) test set
         self.epoch = 0
-        self.sync_every = 1 if config["backend"] != "cupy" else 25  # host reads of the loss (GPU: rarely)
+        # host reads of the loss: rarely on a device (strict, CuPy's stand-in, reads as CuPy does)
+        self.sync_every = 1 if config["backend"] == "numpy" else 25
 
     # Saving and resuming ------------------------------------------------------------------------------
     def save(self) -> None:
