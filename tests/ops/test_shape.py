@@ -194,6 +194,7 @@ def test_host_index_arrays_out_of_range_raise_before_the_move(wraps_like_cupy, i
     with pytest.raises(IndexError, match=re.escape(message)):
         x[index]
     assert x[[2, -3]].numpy().tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    assert x[[]].shape == (0, 2)  # an empty list picks nothing, as in NumPy (not a float array: an error)
 
 
 def test_device_index_arrays_out_of_range_raise_at_the_next_read(wraps_like_cupy):
