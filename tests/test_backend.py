@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -89,6 +90,70 @@ def test_scatter_add_accumulates_repeated_indices(xp):
     target = xp.zeros(4)
     backend.scatter_add(target, xp.asarray(np.array([1, 1, 3])), xp.asarray(np.array([1.0, 2.0, 5.0])))
     assert to_numpy(target).tolist() == [0.0, 3.0, 0.0, 5.0]
+
+
+# CuPy arrays made before tinyae's cupy backend was loaded ---------------------------------------------
+
+def cupy_stand_in(module_name: str) -> type:
+    """A class named as ``cupy.ndarray`` is (``cupy.ndarray`` or ``cupy._core.core.ndarray``), holding a NumPy
+    array and refusing implicit conversion to NumPy as CuPy does."""
+    class ndarray:  # noqa: N801 - CuPy's name
+        def __init__(self, host):
+            self.host = np.array(host)
+
+        dtype = property(lambda self: self.host.dtype)
+        shape = property(lambda self: self.host.shape)
+
+        def __array__(self, *args, **kwargs):
+            raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+        def astype(self, dtype):
+            return ndarray(self.host.astype(dtype))
+
+        def get(self):
+            return self.host.copy()
+
+    ndarray.__module__ = module_name
+    return ndarray
+
+
+@pytest.mark.skipif(_cupy_available(), reason="CuPy and a GPU are present")
+@pytest.mark.parametrize("module_name", ["cupy", "cupy._core.core"])
+def test_a_cupy_array_loads_the_cupy_backend_on_sight(module_name):
+    """It took the host branch before (np.asarray: CuPy's TypeError); now it loads CuPy, which fails here."""
+    with pytest.raises(RuntimeError, match=r"tinyae\[gpu-cuda12\]"):
+        ta.tensor(cupy_stand_in(module_name)([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("module_name", ["cupy", "cupy._core.core"])
+def test_a_cupy_array_is_recognised_before_the_cupy_backend_is_loaded(monkeypatch, module_name):
+    cupy_array = cupy_stand_in(module_name)
+    cupy = types.SimpleNamespace(
+        ndarray=cupy_array, asarray=lambda value: value if type(value) is cupy_array else cupy_array(value))
+    loads = []
+    monkeypatch.setattr(backend, "_cupy", None)
+
+    def load_cupy():
+        loads.append(1)
+        monkeypatch.setattr(backend, "_cupy", cupy)
+        return cupy
+
+    monkeypatch.setattr(backend, "_load_cupy", load_cupy)
+    data = cupy_array(np.arange(3.0))
+    assert backend.is_array(data) and backend.array_module(data) is cupy
+    assert backend.backend_of(data) == "cupy"
+    t = ta.tensor(data)
+    assert type(t.data) is cupy_array and t.backend == "cupy" and t.dtype == np.float64 and loads == [1]
+    assert t.numpy().tolist() == [0.0, 1.0, 2.0] and t.data is not data  # a copy, on the device
+    assert ta.tensor(cupy_array([1, 2])).dtype == np.float32  # integers get the default dtype, as elsewhere
+
+
+def test_an_array_type_named_ndarray_elsewhere_is_no_cupy_array(monkeypatch):
+    monkeypatch.setattr(backend, "_load_cupy", lambda: pytest.fail("CuPy loaded for a type not CuPy's"))
+    impostor = cupy_stand_in("cupyx_like")([1.0])
+    assert not backend.is_array(impostor)
+    with pytest.raises(TypeError, match="expected a NumPy, CuPy or strict array, got ndarray"):
+        backend.array_module(impostor)
 
 
 def _is_glibc() -> bool:

@@ -29,8 +29,9 @@ def _as_array(data, dtype):
     """
     if isinstance(data, Tensor):
         data = data.data
-    is_float_array = (backend.is_array(data) or isinstance(data, np.generic)) and data.dtype.kind in "fc"
-    if backend.is_array(data) and not isinstance(data, np.ndarray):
+    is_array = backend.is_array(data)  # CuPy arrays too, before the cupy backend is loaded
+    is_float_array = (is_array or isinstance(data, np.generic)) and data.dtype.kind in "fc"
+    if is_array and type(data) is not np.ndarray:
         xp = backend.array_module(data)
     else:
         xp = backend.module(backend.get_backend())
@@ -174,13 +175,16 @@ class Tensor:
 
     # Host transfer and backends ---------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
-        """A NumPy copy of the data on the host (explicit device-to-host transfer on CuPy)."""
-        return self.data.copy() if isinstance(self.data, np.ndarray) else self.data.get()
+        """A NumPy copy of the data on the host (explicit device-to-host transfer on CuPy, which first reports
+        any failed device assert: see ``backend.device_assert``)."""
+        data = self.data
+        return data.copy() if isinstance(data, np.ndarray) else backend.to_backend(data, "numpy")
 
     def item(self) -> float:
-        """The single element as a Python number."""
+        """The single element as a Python number (on a device, a host read: failed device asserts raise)."""
         if self.data.size != 1:
             raise ValueError(f"item(): only a single-element tensor converts to a Python number, got shape {self.shape}")
+        backend.check_device_asserts()
         return self.data.item()
 
     def tolist(self):
@@ -199,7 +203,7 @@ class Tensor:
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
-        return bool(self.data.item())
+        return bool(self.item())
 
     # Arithmetic -----------------------------------------------------------------------------------------
     def __add__(self, other):
@@ -344,7 +348,8 @@ class Tensor:
         return split(self, indices_or_sections, axis)
 
     def __getitem__(self, index):
-        return shape_ops.GetItem.apply(self, index=_index_on_backend(index, self.data))
+        """NumPy's indexing (see ``ops.shape.GetItem``); index arrays may be lists, NumPy arrays, Tensors."""
+        return shape_ops.GetItem.apply(self, index=_index_arrays(index))
 
 
 def _binary(op: type[autograd.Function], a, b) -> Tensor:
@@ -383,22 +388,11 @@ def _operand(value, like: Tensor):
     return value
 
 
-def _index_on_backend(index, data):
-    """Move index arrays (lists, NumPy arrays, Tensors) to the backend of ``data`` (explicitly, as CuPy needs)."""
+def _index_arrays(index):
+    """``index`` with Tensors replaced by their arrays (GetItem moves host arrays to the backend)."""
     if isinstance(index, tuple):
-        return tuple(_index_on_backend(part, data) for part in index)
-    if isinstance(index, Tensor):
-        index = index.data
-    if isinstance(index, (list, np.ndarray)) and not isinstance(data, np.ndarray):
-        return backend.array_module(data).asarray(np.asarray(index))
-    if isinstance(index, list):
-        return np.asarray(index)
-    if isinstance(index, np.ndarray):
-        return index.copy()  # the graph keeps the index: later changes by the caller must not reach it
-    if backend.is_array(index) and type(index) is not type(data):
-        autograd.raise_mixed_backends("indexing", data, index)
-    return index
-
+        return tuple(part.data if isinstance(part, Tensor) else part for part in index)
+    return index.data if isinstance(index, Tensor) else index
 
 
 autograd.Tensor = Tensor  # the engine tests isinstance(value, Tensor) in its hot loops; see autograd.py

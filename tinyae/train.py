@@ -80,16 +80,18 @@ def loss_values(model, total, parts) -> dict:
 
 
 def evaluate(model, batches: Batches) -> dict[str, float]:
-    """The loss and its parts, averaged per image over all batches (eval mode, no graph)."""
+    """The loss and its parts, averaged per image over all batches (eval mode, no graph); summed on the
+    device and read once at the end (on a GPU each read waits for the queued batches)."""
     model.eval()
-    totals: dict[str, float] = {}
+    totals: dict[str, object] = {}
     with no_grad():
         for x in batches:
             total, parts = model.loss(x)
             for name, value in loss_values(model, total, parts).items():
-                totals[name] = totals.get(name, 0.0) + float(value) * x.shape[0]
+                totals[name] = totals.get(name, 0) + value * x.shape[0]
     model.train()
-    return {name: value / batches.num_images for name, value in totals.items()}
+    backend.check_device_asserts()
+    return {name: float(value) / batches.num_images for name, value in totals.items()}
 
 
 class Trainer:
@@ -104,7 +106,8 @@ class Trainer:
         self.train_batches, self.test_batches = load_data(config)
         self.test_state = self.test_batches.state()  # every evaluation sees the same (binarized) test set
         self.epoch = 0
-        self.sync_every = 1 if config["backend"] != "cupy" else 25  # host reads of the loss (GPU: rarely)
+        # host reads of the loss: rarely on a device (strict, CuPy's stand-in, reads as CuPy does)
+        self.sync_every = 1 if config["backend"] == "numpy" else 25
 
     # Saving and resuming ------------------------------------------------------------------------------
     def save(self) -> None:
@@ -149,6 +152,7 @@ class Trainer:
             seen += x.shape[0]
             unread.append(values["loss"])
             if (step + 1) % self.sync_every == 0 or step + 1 == len(self.train_batches):
+                backend.check_device_asserts()  # bad input found on the device since the last read
                 running = float(sums["loss"]) / seen
                 if not math.isfinite(running):  # name the first bad step among those not read until now
                     offset, bad = next((i, float(v)) for i, v in enumerate(unread) if not math.isfinite(v))

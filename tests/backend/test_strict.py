@@ -18,6 +18,7 @@ from tests.backend.cupy_cases import CASES, KERNEL_CASES, NAMESPACE_CASES, envir
 from tinyae.backend import strict
 from tinyae.backend.strict import StrictArray
 from tinyae.backend.strict import namespace as xp
+from tinyae.kernels import Kernel
 
 _RECORD = Path(__file__).with_name("cupy_outcomes.jsonl").read_text().splitlines()
 VERSIONS = json.loads(_RECORD[0])
@@ -79,6 +80,39 @@ def test_strict_departs_from_cupy_only_by_refusing(expression):
     move the case out of NOT_IMITATED and docs/strict_backend.md's list of departures.)"""
     assert outcome(expression, environment(xp))[0] == "raises"
     assert CUPY[expression][0] != "raises"
+
+
+# tinyae's kernels under strict (strict_call), against cupy.ElementwiseKernel ------------------------------
+
+def _kernel_environment() -> dict:
+    """The cases' names, with K and L as tinyae kernels of the bodies CuPy's K and L ran."""
+    return {**environment(xp), "K": Kernel("case_copy", "T x", "T y", "y = x", lambda x: x.copy()),
+            "L": Kernel("case_add", "T x, T y", "T z", "z = x + y", lambda x, y: x + y)}
+
+
+# A tinyae kernel runs where its first argument lives: these calls never reach strict_call.
+ON_THE_HOST = {
+    "K(1.)": "a Python number first: no backend to run on; TypeError (CuPy: ValueError, loop size undecided)",
+    "K(np.float64(1))": "a NumPy scalar first: the CPU path (CuPy: ValueError, loop size undecided)",
+    "K(np.ones(3))": "a NumPy array first: the CPU path (CuPy: TypeError, unsupported type)",
+    "L(np.float64(1), a)": "a NumPy scalar first: the CPU path, refusing the device array (CuPy runs it)",
+}
+KERNEL_IMITATED = [e for e in expressions(KERNEL_CASES) if e not in ON_THE_HOST]
+
+
+@pytest.mark.parametrize("expression", KERNEL_IMITATED)
+def test_strict_call_does_what_cupys_elementwise_kernel_did(expression):
+    strict_outcome = json.loads(json.dumps(outcome(expression, _kernel_environment())))
+    assert _same(strict_outcome, CUPY[expression], expression), (strict_outcome, CUPY[expression])
+
+
+@pytest.mark.parametrize("expression", list(ON_THE_HOST))
+def test_a_kernel_given_host_data_first_never_runs_on_the_device(expression):
+    """Where CuPy refused these, tinyae refuses or computes on the CPU (never a device array); where CuPy
+    ran one (L), tinyae refuses it, on CuPy as on strict: code that passes cannot rely on it."""
+    result = outcome(expression, _kernel_environment())
+    assert result[0] == "raises" or result[:2] == ["other", "ndarray"]
+    assert CUPY[expression][0] == "raises" or result[0] == "raises"
 
 
 # One behaviour each, against plain NumPy ----------------------------------------------------------------
@@ -260,6 +294,18 @@ def test_numpy_index_arrays_are_taken_as_cupy_takes_them():
     assert a.tolist() == [0.0, 7.0, 2.0]
 
 
+def test_flags_are_cupys_three_read_only_ones():
+    """CuPy's Flags has c_contiguous, f_contiguous and owndata, read-only: marking a device array read-only
+    (``flags.writeable = False``, as tinyae does with NumPy datasets) fails on a GPU, so it fails here."""
+    m = xp.asarray(np.ones((2, 3)))
+    assert (m.flags.c_contiguous, m.flags.f_contiguous, m.flags.owndata) == (True, False, True)
+    assert (m.T.flags.c_contiguous, m.T.flags.f_contiguous, m.T.flags.owndata) == (False, True, False)
+    with pytest.raises(AttributeError):
+        m.flags.writeable  # noqa: B018
+    with pytest.raises(AttributeError, match="read-only"):
+        m.flags.writeable = False
+
+
 def test_strict_array_wraps_only_numpy_arrays():
     with pytest.raises(TypeError, match="wraps a numpy.ndarray, got float64"):
         StrictArray(np.float64(1.0))
@@ -268,3 +314,61 @@ def test_strict_array_wraps_only_numpy_arrays():
     assert target.tolist() == [2.0, 0.0, 0.0]
     with pytest.raises(TypeError, match="must be a strict"):
         strict.scatter_add(target, np.array([0]), [1.0])
+
+
+# Host synchronisations -------------------------------------------------------------------------------
+
+SYNCS = {  # each makes CuPy copy device memory to the host and wait for the GPU
+    "float(z)": lambda a, z, i: float(z), "int(i)": lambda a, z, i: int(i),
+    "complex(z)": lambda a, z, i: complex(z), "bool(z)": lambda a, z, i: bool(z),
+    "format(z)": lambda a, z, i: f"{z:.1f}", "str(z)": lambda a, z, i: str(z),
+    "repr(a)": lambda a, z, i: repr(a), "a.get()": lambda a, z, i: a.get(),
+    "z.item()": lambda a, z, i: z.item(), "a.tolist()": lambda a, z, i: a.tolist(),
+    "1. in a": lambda a, z, i: 1.0 in a, "a[a > 0]": lambda a, z, i: a[a > 0],
+    "a[host mask]": lambda a, z, i: a[np.array([True, False, True])],
+    "a[(a > 0,)] = 1.": lambda a, z, i: a.__setitem__((a > 0,), 1.0),
+    "c.arange(i)": lambda a, z, i: xp.arange(i), "np.float64(z)": lambda a, z, i: np.float64(z),
+}
+NO_SYNCS = {  # what CuPy keeps on the device (or reads from the array's metadata)
+    "iter(a)": lambda a, z, i: list(a), "len(a)": lambda a, z, i: len(a), "a.shape": lambda a, z, i: a.shape,
+    "a + z": lambda a, z, i: a + z, "a.sum()": lambda a, z, i: a.sum(), "a[i]": lambda a, z, i: a[i],
+    "a[c.asarray([0, 2])]": lambda a, z, i: a[xp.asarray(np.array([0, 2]))],
+    "a[np.array([0, 2])]": lambda a, z, i: a[np.array([0, 2])],
+    "c.asarray(host)": lambda a, z, i: xp.asarray([1.0]),
+    "c.full((2,), z)": lambda a, z, i: xp.full((2,), z), "a.clip(z, z)": lambda a, z, i: a.clip(z, z),
+    "c.result_type(a)": lambda a, z, i: xp.result_type(a), "a.all()": lambda a, z, i: a.all(),
+    "np.asarray(a) (refused)": lambda a, z, i: pytest.raises(TypeError, np.asarray, a),
+}
+
+
+def _arrays():
+    return xp.asarray(np.arange(3.0)), xp.asarray(np.asarray(2.0)), xp.asarray(np.asarray(1))
+
+
+@pytest.mark.parametrize("read", SYNCS.values(), ids=SYNCS)
+def test_every_host_read_is_counted_once(read):
+    arrays = _arrays()
+    with strict.count_syncs() as syncs:
+        read(*arrays)
+    assert syncs.count == 1, syncs.events
+    assert __file__ in syncs.events[0]  # where: the caller outside tinyae's backend, this test
+
+
+@pytest.mark.parametrize("work", NO_SYNCS.values(), ids=NO_SYNCS)
+def test_device_work_is_not_counted(work):
+    arrays = _arrays()
+    with strict.count_syncs() as syncs:
+        work(*arrays)
+    assert syncs.events == []
+
+
+def test_counts_nest_and_stop_at_the_end_of_their_block():
+    a, z, _ = _arrays()
+    with strict.count_syncs() as outer:
+        float(z)
+        with strict.count_syncs() as inner:
+            a.get()
+        z.item()
+    float(z)
+    assert (outer.count, inner.count) == (3, 1)
+    assert [event.split()[0] for event in outer.events] == ["float()", ".get()", ".item()"]

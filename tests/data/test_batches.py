@@ -149,6 +149,19 @@ def test_bad_arguments():
         Batches(images * 2.0)
 
 
+@pytest.mark.parametrize("shuffle, binarize", [(False, False), (True, False), (False, True)],
+                         ids=["in order", "shuffled", "binarized"])
+def test_a_write_into_a_batch_on_a_device_does_not_reach_the_dataset(shuffle, binarize):
+    """CuPy arrays have no read-only flag: a batch that viewed the dataset (in order, as the test set is
+    read) would let an in-place write corrupt it silently there."""
+    batches = Batches(numbered_images(4), batch_size=2, shuffle=shuffle, binarize=binarize,
+                      backend_name="strict")
+    before = to_numpy(batches.data)
+    for batch in batches:
+        batch.data[...] = 7.0
+    np.testing.assert_array_equal(to_numpy(batches.data), before)
+
+
 @pytest.mark.skipif(BACKEND != "numpy", reason="NumPy arrays only carry the read-only flag")
 def test_batches_are_read_only_views_on_numpy():
     batch = next(iter(Batches(numbered_images(4), batch_size=2)))

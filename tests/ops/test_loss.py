@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinyae as ta
+from tinyae import backend
+from tinyae.backend import strict
 from tinyae.ops import loss
 from tinyae.testing import strategies
 from tests.conftest import BACKEND, to_numpy
@@ -351,11 +353,39 @@ def test_shape_mismatch_names_both_shapes(function, shapes):
 
 @pytest.mark.parametrize("bad", [-0.1, 1.1, np.nan, -np.inf])
 def test_bce_rejects_probabilities_outside_unit_interval(bad):
+    """At the call on NumPy; at the next read on a device (see the next test), after the loss of the bad
+    values was computed: NumPy warns there about ∞ − ∞ under strict (CuPy does not warn)."""
     good = ta.tensor([0.5, 0.5])
-    with pytest.raises(ValueError, match=re.escape("input must lie in [0, 1]")):
-        loss.binary_cross_entropy(ta.tensor([0.5, bad]), good)
-    with pytest.raises(ValueError, match=re.escape("target must lie in [0, 1]")):
-        loss.binary_cross_entropy(good, ta.tensor([bad, 0.5]))
+    with np.errstate(invalid="ignore"):
+        with pytest.raises(ValueError, match=re.escape("input must lie in [0, 1]")):
+            loss.binary_cross_entropy(ta.tensor([0.5, bad]), good).item()
+        with pytest.raises(ValueError, match=re.escape("target must lie in [0, 1]")):
+            loss.binary_cross_entropy(good, ta.tensor([bad, 0.5])).item()
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: loss.binary_cross_entropy(p, ta.tensor([0.5, 0.5])),
+    lambda p: loss.binary_cross_entropy(ta.tensor([0.5, 0.5]), p),
+    lambda p: loss.kl_sparsity(0.1, p),
+], ids=["bce input", "bce target", "kl_sparsity"])
+def test_on_a_device_the_unit_interval_check_makes_no_sync_and_fails_at_the_next_read(call):
+    """PyTorch's CUDA kernels assert on the device and report at the next synchronisation; so does tinyae,
+    with its own message (backend.device_assert), and once. A host value is checked at once."""
+    ta.set_backend("strict")
+    backend.check_device_asserts()  # nothing pending from earlier tests
+    with strict.count_syncs() as syncs:
+        value = call(ta.tensor([0.5, 1.5]))
+    assert syncs.count == 0
+    with pytest.raises(ValueError, match=re.escape("must lie in [0, 1]")):
+        value.item()
+    value.item()  # reported once: the next read passes
+    call(ta.tensor([0.5, 0.25])).item()  # valid input passes
+    call(ta.tensor([0.5, 1.5]))
+    call(ta.tensor([0.5, 0.25]))  # a later valid call does not hide the earlier failure
+    with pytest.raises(ValueError, match=re.escape("must lie in [0, 1]")):
+        value.item()
+    with pytest.raises(ValueError, match=re.escape("must lie in [0, 1]")):
+        loss.kl_sparsity(0.1, np.array([0.5, 1.5]))  # host data: at once
 
 
 @pytest.mark.parametrize("rho", [0, 1, 0.0, 1.0, -0.1, 1.5, float("nan")])
@@ -373,7 +403,7 @@ def test_kl_sparsity_rejects_rho_that_is_not_a_number(rho):
 @pytest.mark.parametrize("bad", [-0.1, 1.1, np.nan])
 def test_kl_sparsity_rejects_rho_hat_outside_unit_interval(bad):
     with pytest.raises(ValueError, match="rho_hat"):
-        loss.kl_sparsity(0.1, ta.tensor([0.5, bad]))
+        loss.kl_sparsity(0.1, ta.tensor([0.5, bad])).item()
 
 
 def test_integer_input_is_refused(xp):

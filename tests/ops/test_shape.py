@@ -2,6 +2,7 @@
 integer arrays with repeated indices, boolean masks), concatenate, stack and split."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinyae
+from tinyae import backend
+from tinyae.backend import strict
+from tinyae.backend.strict import StrictArray
 from tests.ops.helpers import check_op
 from tests.conftest import to_numpy
 from tinyae.testing.strategies import arrays, shapes
@@ -152,6 +156,87 @@ def test_boolean_mask_from_a_comparison(case):
 def test_boolean_mask_list_or_numpy(container, case):
     x, mask = case
     check_op_exact(lambda t: t[container(mask)], lambda a: a[mask], x)
+
+
+# Out-of-range indices and masks on a device ----------------------------------------------------------------
+
+@pytest.fixture
+def wraps_like_cupy(monkeypatch):
+    """Strict indexing that wraps an out-of-range index array around, as CuPy's take does (strict itself
+    raises IndexError, as NumPy: it would hide a missing check). Index: one array, last, after full
+    slices, None and Ellipsis."""
+    def getitem(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        *before, positions = parts
+        if not hasattr(positions, "dtype") or not all(part is None or part is Ellipsis or part == slice(None)
+                                                       for part in before):
+            return StrictArray(self._array[strict._index(index)])
+        viewed = self._array[tuple(before)]
+        axis = viewed.ndim - 1 if Ellipsis in before else len(before)
+        positions = positions._array if type(positions) is StrictArray else positions
+        return StrictArray(np.take(viewed, positions, axis=axis, mode="wrap"))
+
+    monkeypatch.setattr(StrictArray, "__getitem__", getitem)
+    tinyae.set_backend("strict")
+    backend.check_device_asserts()  # nothing pending from earlier tests
+
+
+@pytest.mark.parametrize("index, message", [
+    ([0, 5], "index 5 is out of bounds for axis 0 with size 3"),
+    (np.array([0, -4]), "index -4 is out of bounds for axis 0 with size 3"),
+    ((slice(None), [1, 2]), "index 2 is out of bounds for axis 1 with size 2"),
+    ((Ellipsis, np.array([[0], [2]])), "index 2 is out of bounds for axis 1 with size 2"),
+    ((None, slice(None), np.array([-3])), "index -3 is out of bounds for axis 1 with size 2"),
+], ids=["list", "negative", "second axis", "ellipsis", "newaxis"])
+def test_host_index_arrays_out_of_range_raise_before_the_move(wraps_like_cupy, index, message):
+    """Lists and NumPy arrays are checked on the host, free, before they go to the device."""
+    x = tinyae.tensor(np.arange(6.0).reshape(3, 2))
+    with pytest.raises(IndexError, match=re.escape(message)):
+        x[index]
+    assert x[[2, -3]].numpy().tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    assert x[[]].shape == (0, 2)  # an empty list picks nothing, as in NumPy (not a float array: an error)
+
+
+def test_device_index_arrays_out_of_range_raise_at_the_next_read(wraps_like_cupy):
+    """A device index array is checked on the device (no sync): the error comes at the next host read."""
+    x = tinyae.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    with strict.count_syncs() as syncs:
+        wrapped = x[tinyae.tensor(np.array([0, 3]), dtype="int64")]
+    assert syncs.count == 0 and wrapped.shape == (2, 2)
+    with pytest.raises(IndexError, match="out of bounds for axis 0 with size 3"):
+        wrapped.numpy()
+    inside = x[:, tinyae.tensor(np.array([-2, 1]), dtype="int64")]
+    assert inside.numpy().tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]  # reported once; in range passes
+
+
+@pytest.mark.parametrize("mask", [np.array([True, False, True]), [True, False, True],
+                                  np.array([[True, False], [False, False], [True, True]])],
+                         ids=["numpy", "list", "2-d"])
+def test_a_host_mask_makes_no_sync_on_a_device(mask):
+    """CuPy counts a mask's True values on the host (a sync); tinyae finds them on the host first."""
+    tinyae.set_backend("strict")
+    x = tinyae.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    with strict.count_syncs() as syncs:
+        picked = x[mask]
+        picked.sum().backward()
+    assert syncs.count == 0
+    assert picked.numpy().tolist() == np.arange(6.0).reshape(3, 2)[np.asarray(mask)].tolist()
+    np.testing.assert_array_equal(to_numpy(x.grad), np.broadcast_to(np.reshape(mask, (3, -1)), (3, 2)))
+    device_mask = x > 2
+    with strict.count_syncs() as syncs:
+        x[device_mask]
+    assert syncs.count == 1  # a device mask must be counted on the host: documented, not avoidable
+
+
+@pytest.mark.parametrize("index, message", [
+    (np.array([True, False]), "along axis 0; size of axis is 3 but size of corresponding boolean axis is 2"),
+    ((slice(None), [True, False, True]), "along axis 1; size of axis is 2 but size of corresponding boolean"),
+    (np.ones((3, 1), bool), "along axis 1; size of axis is 2 but size of corresponding boolean axis is 1"),
+])
+def test_a_mask_of_another_shape_raises(index, message):
+    x = tinyae.tensor(np.arange(6.0).reshape(3, 2))
+    with pytest.raises(IndexError, match=re.escape(message)):
+        x[index]
 
 
 @st.composite

