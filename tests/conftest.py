@@ -56,12 +56,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _restore_global_state():
-    """Each test starts on the backend under test with float32 as the default dtype."""
+    """Each test starts on the backend under test with float32 as the default dtype, and no device assert
+    left pending by another test (one that failed before reading its result would report it here)."""
     tinyae.set_backend(BACKEND)
     tinyae.set_default_dtype("float32")
+    backend._device_asserts.clear()
     yield
     tinyae.set_backend(BACKEND)
     tinyae.set_default_dtype("float32")
+    backend._device_asserts.clear()
 
 
 @pytest.fixture

@@ -187,3 +187,19 @@ def test_freed_temporaries_are_reused_without_fresh_page_faults():
     kept, returned = faults_per_step("1"), faults_per_step("0")
     assert returned > 500  # of the 9,375 pages a step touches (1,100 here with glibc 2.36)
     assert kept < 50
+
+
+def test_two_cupy_packages_are_one_clear_error(tmp_path, monkeypatch):
+    """CuPy only warns when two of its packages are installed (and then fails in odd ways)."""
+    fake = tmp_path / "cupy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import warnings\nwarnings.warn('CuPy may not function correctly because multiple CuPy packages are "
+        "installed\\n  in your environment:\\n\\n    cupy-cuda12x, cupy-cuda13x\\n\\n  Follow these steps')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "cupy", None)  # (so that the real module, if any, comes back after)
+    del sys.modules["cupy"]
+    monkeypatch.setattr(backend, "_cupy", None)
+    with pytest.raises(RuntimeError, match=r"two CuPy packages are installed \(cupy-cuda12x, cupy-cuda13x\); "
+                                           r"keep the one for your CUDA: pip uninstall both, then pip install"):
+        backend._load_cupy()

@@ -52,8 +52,10 @@ def compiled_with_nvrtc(test):
 def elementwise_kernel(kernel: kernels.Kernel, operation: str | None = None):
     """The ``cupy.ElementwiseKernel`` that ``Kernel.__call__`` builds on its first GPU call (with another
     body where ``operation`` is given)."""
-    return cupy.ElementwiseKernel(kernel.in_params, kernel.out_params, operation or kernel.operation,
-                                  kernel.name, preamble=kernel.preamble)
+    if operation is None:
+        return kernel.cupy_kernel(cupy)
+    return cupy.ElementwiseKernel(kernel.in_params, kernel.out_params, operation, kernel.name,
+                                  preamble=kernel.preamble)
 
 
 def cupy_source(kernel: kernels.Kernel, dtype, layout: str, operation: str | None = None):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import warnings
 from types import ModuleType
 
 import numpy as np
@@ -40,10 +42,19 @@ def _load_cupy() -> ModuleType:
         "pip install \"tinyae[gpu-cuda12]\" where nvidia-smi shows \"CUDA Version: 12.x\", "
         "\"tinyae[gpu-cuda13]\" where it shows 13.x"
     )
-    try:
-        import cupy
-    except ImportError as error:
-        raise RuntimeError(f"{hint} (CuPy is not installed: {error})") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            import cupy
+        except ImportError as error:
+            raise RuntimeError(f"{hint} (CuPy is not installed: {error})") from None
+    for warning in caught:
+        installed = re.search(r"multiple CuPy packages are installed\s+in your environment:\s+([^\n]+)",
+                              str(warning.message))
+        if installed:  # CuPy only warns, and then fails in odd ways: say it once, clearly
+            raise RuntimeError(f"two CuPy packages are installed ({installed.group(1).strip()}); keep the one "
+                               f"for your CUDA: pip uninstall both, then {hint.split(': ', 1)[1]}")
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDA driver missing or broken: CuPy raises its own runtime errors

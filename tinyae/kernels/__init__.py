@@ -141,9 +141,14 @@ class Kernel:
             raise TypeError(f"kernel {self.name}: expected a NumPy, CuPy or strict array as the first "
                             f"argument, got {kind.__name__}")
         if self._cupy_kernel is None:
-            self._cupy_kernel = backend.module("cupy").ElementwiseKernel(
-                self.in_params, self.out_params, self.operation, self.name, preamble=self.preamble)
+            self._cupy_kernel = self.cupy_kernel(backend.module("cupy"))
         return self._cupy_kernel(*args)
+
+    def cupy_kernel(self, cupy):
+        """The ``cupy.ElementwiseKernel`` that runs this kernel on a GPU (tests/kernels/test_cuda_compile.py
+        compiles what it generates without one)."""
+        return cupy.ElementwiseKernel(self.in_params, self.out_params, self.operation, self.name,
+                                      preamble=self.preamble)
 
     def _on_cpu(self, args: tuple):
         """The compiled loop where it applies and pays, else the twin. Only a kernel that updates its outputs
