@@ -48,6 +48,26 @@ def batch(model: str) -> np.ndarray:
     return mnist_batch().reshape((-1, 1, 28, 28) if model == "conv" else (-1, 784))
 
 
+def unfused(kernel, adam):
+    """The kernel's twin standing in for its CUDA body: one launch per array operation (Adam's twin only
+    adds slicing for CPU caches: one slice), the outputs passed in (the activations pass them on CuPy)
+    filled from what it returns."""
+    twin = adam._adam_slice if kernel is adam.adam_update else kernel.twin
+    if kernel.in_place:
+        return twin
+
+    def run(*args):
+        result = twin(*args[:len(kernel.inputs)])
+        outputs = args[len(kernel.inputs):]
+        if not outputs:
+            return result
+        for output, value in zip(outputs, result if isinstance(result, tuple) else (result,)):
+            output[...] = value
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    return run
+
+
 def tinyae_worker(name: str, model: str, steps: int) -> dict:
     """Time tinyae's step (and, for the plain contender, one MNIST epoch) on CuPy."""
     import tinyae
@@ -57,8 +77,8 @@ def tinyae_worker(name: str, model: str, steps: int) -> dict:
     from tinyae.optim import adam
 
     if name == "tinyae, unfused kernels":  # every kernel's CUDA body replaced by its twin run on CuPy arrays
-        for kernel in kernels.all_kernels().values():  # (Adam's twin only adds slicing for CPU caches)
-            kernel._cupy_kernel = adam._adam_slice if kernel is adam.adam_update else kernel.twin
+        for kernel in kernels.all_kernels().values():
+            kernel._cupy_kernel = unfused(kernel, adam)
     if name == "tinyae, conv layout lost":  # activations' outputs C-contiguous, as CuPy allocates them
         activation._in_layout = lambda kernel, first, *rest: kernel(first, *rest)
     cupy = backend.module("cupy")

@@ -5,10 +5,11 @@ import numpy as np
 import tinyae
 
 
-def check_op(op, reference, *arrays_, exact=False):
+def check_op(op, reference, *arrays_, exact=False, nondet_tol=0.0):
     """``op`` on tensors matches ``reference`` on the NumPy arrays (to 1e-12 relative, or exactly with
     ``exact``, for shape ops, which only move numbers), keeps float32 (outputs and gradients) and passes
-    gradcheck. ``op`` may return a list of tensors (split)."""
+    gradcheck (whose two backwards must agree to ``nondet_tol``). ``op`` may return a list of tensors
+    (split)."""
     tensors = [tinyae.tensor(array, requires_grad=True) for array in arrays_]
     for out, expected in zip(as_list(op(*tensors)), as_list(reference(*arrays_)), strict=True):
         if exact:
@@ -20,7 +21,7 @@ def check_op(op, reference, *arrays_, exact=False):
     assert all(out.dtype == np.float32 for out in outs)
     sum(out.sum() for out in outs).backward()
     assert all(single.grad.dtype == np.float32 for single in singles)
-    tinyae.gradcheck(op, tensors)
+    tinyae.gradcheck(op, tensors, nondet_tol=nondet_tol)
 
 
 def as_list(out):

@@ -15,11 +15,15 @@ from tinyae import backend
 from tinyae.backend import strict
 from tinyae.backend.strict import StrictArray
 from tests.ops.helpers import check_op
-from tests.conftest import to_numpy
+from tests.conftest import BACKEND, to_numpy
 from tinyae.testing.strategies import arrays, shapes
 
 
 check_op_exact = functools.partial(check_op, exact=True)  # shape ops only move numbers
+# Indexing by integer arrays (and masks, made integer positions) adds the gradients of repeated indices with
+# cupy.add.at, whose atomic adds land in no fixed order: on CuPy two backwards may differ in the last bits
+# (as PyTorch's index_put_(accumulate=True) on CUDA). Everywhere else they agree bit for bit.
+check_index_op = functools.partial(check_op, exact=True, nondet_tol=1e-12 if BACKEND == "cupy" else 0.0)
 
 
 def arrays_of_any_shape(min_dims=0):
@@ -117,7 +121,7 @@ def test_integer_array_index_with_repeats(container, x, data):
     positions = data.draw(positions_along(len(x)))
     positions.append(positions[0])  # at least one element is picked twice
     index = container(positions)
-    check_op_exact(lambda t: t[index], lambda a: a[index], x)
+    check_index_op(lambda t: t[index], lambda a: a[index], x)
 
     grad_out = data.draw(arrays((len(positions),) + x.shape[1:]))
     tensor = tinyae.tensor(x, requires_grad=True)
@@ -132,8 +136,8 @@ def test_integer_array_index_with_repeats(container, x, data):
 def test_integer_arrays_with_slices_and_ellipsis(x, data):
     rows = data.draw(positions_along(x.shape[0]))
     columns = data.draw(positions_along(x.shape[-1]))
-    check_op_exact(lambda t: t[rows, 1:], lambda a: a[rows, 1:], x)
-    check_op_exact(lambda t: t[..., np.array(columns)], lambda a: a[..., columns], x)
+    check_index_op(lambda t: t[rows, 1:], lambda a: a[rows, 1:], x)
+    check_index_op(lambda t: t[..., np.array(columns)], lambda a: a[..., columns], x)
 
 
 @st.composite
@@ -148,14 +152,14 @@ def array_and_mask(draw):
 def test_boolean_mask_from_a_comparison(case):
     x, mask = case
     mask_tensor = tinyae.tensor(np.where(mask, 1.0, -1.0)) > 0
-    check_op_exact(lambda t: t[mask_tensor], lambda a: a[mask], x)
+    check_index_op(lambda t: t[mask_tensor], lambda a: a[mask], x)
 
 
 @pytest.mark.parametrize("container", [lambda mask: mask.tolist(), np.asarray], ids=["list", "numpy"])
 @given(case=array_and_mask())
 def test_boolean_mask_list_or_numpy(container, case):
     x, mask = case
-    check_op_exact(lambda t: t[container(mask)], lambda a: a[mask], x)
+    check_index_op(lambda t: t[container(mask)], lambda a: a[mask], x)
 
 
 # Out-of-range indices and masks on a device ----------------------------------------------------------------
