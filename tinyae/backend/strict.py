@@ -316,7 +316,7 @@ def _forward(name: str):
     def method(self, other):
         if type(other) is not StrictArray and _gives_way_to(other):
             return NotImplemented
-        return _wrap(numpy_operator(self._array, _operand(other)))
+        return _wrap(_c_ordered(numpy_operator(self._array, _operand(other))))
 
     method.__name__ = name
     return method
@@ -327,7 +327,7 @@ def _reflected(name: str):
     numpy_operator = getattr(np.ndarray, name)
 
     def method(self, other):
-        return _wrap(numpy_operator(self._array, _operand(other)))
+        return _wrap(_c_ordered(numpy_operator(self._array, _operand(other))))
 
     method.__name__ = name
     return method
@@ -343,17 +343,25 @@ def _comparison(name: str):
 
     def method(self, other):
         if type(other) is StrictArray:
-            return _wrap(numpy_operator(self._array, other._array))
+            return _wrap(_c_ordered(numpy_operator(self._array, other._array)))
         if _gives_way_to(other):
             return NotImplemented
         if isinstance(other, np.ndarray) and other.ndim == 0:
             other = other.item()
         elif name in ("__eq__", "__ne__") and _never_equal(other, name):
             return StrictArray(np.full(self._array.shape, name == "__ne__"))
-        return _wrap(numpy_operator(self._array, _operand(other)))
+        return _wrap(_c_ordered(numpy_operator(self._array, _operand(other))))
 
     method.__name__ = name
     return method
+
+
+def _c_ordered(result):
+    """An elementwise result as CuPy allocates it: C-contiguous, whatever its inputs' layout (CuPy's ufuncs
+    and kernels allocate their outputs so; NumPy keeps the inputs' order, 'K')."""
+    if isinstance(result, np.ndarray) and not result.flags.c_contiguous:
+        return result.copy(order="C")
+    return result
 
 
 def _never_equal(other: object, name: str) -> bool:
@@ -379,7 +387,7 @@ def _unary(name: str):
     numpy_operator = getattr(np.ndarray, name)
 
     def method(self):
-        return _wrap(numpy_operator(self._array))
+        return _wrap(_c_ordered(numpy_operator(self._array)))
 
     method.__name__ = name
     return method
@@ -470,14 +478,16 @@ def _keyword_kind(key: str) -> str:
     return "A" if key == "out" else "V" if key in _VALUE_KEYWORDS else "H"
 
 
-def _checked(where: str, function, spec: str):
-    """``function`` taking and returning strict arrays, its parameters checked as CuPy's are."""
+def _checked(where: str, function, spec: str, elementwise: bool = False):
+    """``function`` taking and returning strict arrays, its parameters checked as CuPy's are; an
+    ``elementwise`` one's new result in C order, as CuPy allocates it."""
     def call(*args, **kwargs):
         args = [_check(where, f"argument {n + 1}", value, kind)
                 for n, (value, kind) in enumerate(zip(args, _kinds(spec, len(args))))]
         kwargs = {key: value if value is None else _check(where, key, value, _keyword_kind(key))
                   for key, value in kwargs.items()}
-        return _wrap(function(*args, **kwargs))
+        result = function(*args, **kwargs)
+        return _wrap(_c_ordered(result) if elementwise and kwargs.get("out") is None else result)
 
     call.__name__ = getattr(function, "__name__", "function")
     call.__doc__ = getattr(function, "__doc__", None)
@@ -563,7 +573,8 @@ namespace = types.SimpleNamespace(
     nan=np.nan,
     pi=np.pi,
     e=np.e,
-    **{name: _checked(name, getattr(np, name), spec) for name, spec in _FUNCTIONS.items()},
+    **{name: _checked(name, getattr(np, name), spec, elementwise=spec == "V*" or name in ("clip", "where"))
+       for name, spec in _FUNCTIONS.items()},
 )
 
 

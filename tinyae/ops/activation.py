@@ -7,31 +7,20 @@ The hot ones run as fused kernels (``tinyae.kernels``), defined right above the 
 for the GPU (the same body compiled as a C loop on the CPU) and its NumPy twin, each the formula of the
 docstring, side by side.
 
-Layout. Each kernel's outputs are laid out as its first argument: NumPy's paths do that themselves (order
-'K'), but ``cupy.ElementwiseKernel`` allocates C-contiguous outputs, which would turn a convolution's output,
-an (N, C, H, W) view of (C, H, W, N) memory (ops/conv.py), into a real (N, C, H, W) array that the next
-convolution copies back, forward and backward. So on a device (CuPy, and strict, which allocates as CuPy
-does) ``_in_layout`` passes outputs allocated like the first argument (``empty_like``, order 'K').
-The forwards computed with ufuncs (leaky_relu, sigmoid, tanh, softplus) still come out C-contiguous on CuPy.
+Layout. On NumPy each kernel's outputs are laid out as its first argument (order 'K'), so a convolution's
+output, an (N, C, H, W) view of (C, H, W, N) memory (ops/conv.py), keeps that layout through the activation
+and the next convolution copies nothing. ``cupy.ElementwiseKernel`` allocates C-contiguous outputs instead,
+and there that is the faster choice: keeping the layout on an H200 (outputs allocated like the input) made
+the conv VAE's step slower, 4.28 ms against 3.94 (bench/gpu.py, 3 processes each): every elementwise kernel
+then indexes strided memory, which costs more than the one copy each convolution makes of its input.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from ..autograd import Function
 from ..backend import array_module
 from ..kernels import Kernel
 
-
-def _in_layout(kernel: Kernel, first, *rest):
-    """``kernel(first, *rest)``, its outputs laid out as ``first``: passed in, allocated with ``empty_like``,
-    where ``first`` is a device array not in C order (on NumPy the kernel keeps the layout itself, and its
-    compiled loop would copy into outputs passed in)."""
-    if type(first) is np.ndarray or first.flags.c_contiguous:
-        return kernel(first, *rest)
-    xp = array_module(first)
-    return kernel(first, *rest, *(xp.empty_like(first) for _ in kernel.outputs))
 
 relu_forward = Kernel(
     "relu_forward", "T x", "T y",
@@ -51,11 +40,11 @@ class ReLU(Function):
     Saves y ([y > 0] = [x > 0]). NaN passes through, and −0 becomes +0, as ``np.maximum(x, 0)``."""
 
     def forward(self, x):
-        self.out = _in_layout(relu_forward, x)
+        self.out = relu_forward(x)
         return self.out
 
     def backward(self, grad_out):
-        return _in_layout(relu_backward, grad_out, self.out)
+        return relu_backward(grad_out, self.out)
 
 
 leaky_relu_backward = Kernel(
@@ -80,7 +69,7 @@ class LeakyReLU(Function):
         return xp.where(self.positive, x, x * negative_slope)
 
     def backward(self, grad_out):
-        return _in_layout(leaky_relu_backward, grad_out, self.positive, self.negative_slope)
+        return leaky_relu_backward(grad_out, self.positive, self.negative_slope)
 
 
 def stable_sigmoid(x):
@@ -106,7 +95,7 @@ class Sigmoid(Function):
         return self.out
 
     def backward(self, grad_out):
-        return _in_layout(sigmoid_backward, grad_out, self.out)
+        return sigmoid_backward(grad_out, self.out)
 
 
 tanh_backward = Kernel(
@@ -124,7 +113,7 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad_out):
-        return _in_layout(tanh_backward, grad_out, self.out)
+        return tanh_backward(grad_out, self.out)
 
 
 softplus_backward = Kernel(
@@ -151,4 +140,4 @@ class Softplus(Function):
         return xp.where(self.linear, x, xp.log1p(self.exp_scaled) / beta)
 
     def backward(self, grad_out):
-        return _in_layout(softplus_backward, grad_out, self.exp_scaled, self.linear)
+        return softplus_backward(grad_out, self.exp_scaled, self.linear)

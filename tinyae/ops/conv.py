@@ -28,9 +28,8 @@ NumPy). The price is one transposing copy from (N, C, H, W) to (C, H, W, N) on t
 which also pads). On the way out nothing is copied: the result is returned as an (N, C, H, W) view of its
 (C, H, W, N) memory (``_from_chwn``), so the next convolution finds its input already in that layout, and
 elementwise kernels in between run over it in memory order (PyTorch's "channels last" idea, with the batch
-last). On CuPy the activations pass their kernels outputs laid out as their inputs
-(``activation._in_layout``): CuPy's kernels would allocate them C-contiguous, and every convolution would
-copy its input back.
+last). On CuPy, whose kernels allocate C-contiguous outputs, the activations' outputs are (N, C, H, W) arrays
+and each convolution copies its input: measured faster there (see ops/activation.py).
 
 Backward. Y = W · cols is a matrix product (see matmul.py), so
 
