@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import tinyae
-from tinyae import optim, train
+from tinyae import optim
+from tinyae.app import train
 from tinyae.data import Batches, load_mnist
 
 
@@ -54,7 +55,7 @@ def mnist(args, layout: str = "flat") -> tuple[Batches, Batches]:
 
 def fit(model, training: Batches, test: Batches, args, name: str = "", on_epoch=None) -> list[dict]:
     """Train ``model`` with Adam for --epochs epochs; return one record per epoch, in the format of
-    ``tinyae.figures.loss_curves``: train_loss, test_loss and each loss part (nats per image).
+    ``tinyae.app.figures.loss_curves``: train_loss, test_loss and each loss part (nats per image).
     ``on_epoch(model, record)``, called after each epoch with the model in eval mode, may add to the record.
 
     Seed first (``tinyae.manual_seed``) for the same weights and noise on every run. The loop is the one of

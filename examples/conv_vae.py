@@ -16,7 +16,7 @@ Run: python examples/conv_vae.py [--limit N --epochs E --test-limit N --out DIR]
 from _common import first_images, fit, mnist, parse_args, report
 
 import tinyae
-from tinyae import figures
+from tinyae.app import figures
 from tinyae.models import ConvVAE
 
 # batches of 16, not 128: a short run learns more from more (noisier) steps, at the same cost per image

@@ -14,7 +14,8 @@ import numpy as np
 from _common import first_images, fit, mnist, parse_args, report
 
 import tinyae
-from tinyae import figures, no_grad
+from tinyae import no_grad
+from tinyae.app import figures
 from tinyae import functional as F
 from tinyae.models import DenoisingAE
 

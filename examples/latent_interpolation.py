@@ -21,7 +21,8 @@ import numpy as np
 from _common import fit, mnist, parse_args, report
 
 import tinyae
-from tinyae import figures, no_grad
+from tinyae import no_grad
+from tinyae.app import figures
 from tinyae.models import VAE
 
 args = parse_args(__file__, __doc__.splitlines()[0], epochs=10)

@@ -16,7 +16,7 @@ Run: python examples/vae.py [--limit N --epochs E --test-limit N --out DIR]
 from _common import first_images, fit, mnist, parse_args, report
 
 import tinyae
-from tinyae import figures
+from tinyae.app import figures
 from tinyae.models import VAE
 
 args = parse_args(__file__, __doc__.splitlines()[0], epochs=15)

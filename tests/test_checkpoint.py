@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tinyae import checkpoint
-from tinyae.checkpoint import CheckpointError
+from tinyae.app import checkpoint
+from tinyae.app.checkpoint import CheckpointError
 
 
 def sample_state():

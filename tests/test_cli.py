@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyae.cli import main
+from tinyae.app.cli import main
 from tests.conftest import BACKEND
 
 QUICK = ["--limit", "256", "--test-limit", "100", "--batch-size", "64", "--hidden", "32", "--latent-dim", "4", "--quiet"]

@@ -24,7 +24,7 @@ import tinyae as ta
 from tinyae import backend, kernels, models, optim, random
 from tinyae import functional as F
 from tinyae.data import Batches
-from tinyae.train import Trainer, default_config
+from tinyae.app.train import Trainer, default_config
 from tests.conftest import to_numpy
 from tests.kernels.test_differential import INPUTS, draw_values, scalars, textbook
 

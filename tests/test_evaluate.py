@@ -1,4 +1,4 @@
-"""tinyae.evaluate: the importance-weighted log-likelihood on a linear-Gaussian model whose exact
+"""tinyae.app.evaluate: the importance-weighted log-likelihood on a linear-Gaussian model whose exact
 log-likelihood is known, KL per dimension and active units by hand, and eval of a tiny trained VAE."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tinyae
-from tinyae import evaluate
+from tinyae.app import evaluate
 from tinyae.data import Batches
 from tinyae.models import VAE
 from tests.conftest import to_numpy

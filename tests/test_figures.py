@@ -1,11 +1,11 @@
-"""tinyae.figures: the latent grids by hand, and every figure from small untrained models (any backend)."""
+"""tinyae.app.figures: the latent grids by hand, and every figure from small untrained models (any backend)."""
 
 import matplotlib.image
 import numpy as np
 import pytest
 
 import tinyae
-from tinyae import figures
+from tinyae.app import figures
 from tinyae.models import AE, VAE, ConvVAE
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import tinyae
-from tinyae import backend, evaluate, train
+from tinyae import backend
+from tinyae.app import evaluate, train
 from tinyae.backend import strict
 from tinyae.data import Batches
 from tinyae.models import VAE
@@ -50,7 +51,7 @@ def trainer(monkeypatch, tmp_path, request):
 
 
 def _outside_the_trainer(syncs: strict.SyncCount) -> list[str]:
-    return [event for event in syncs.events if "tinyae/train.py" not in event]
+    return [event for event in syncs.events if "tinyae/app/train.py" not in event]
 
 
 @pytest.mark.parametrize("trainer", list(MODEL_CONFIGS), indirect=True)

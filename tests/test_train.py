@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tinyae import checkpoint
-from tinyae.train import NonFiniteLossError, RunError, Trainer, check_resumable, default_config
+from tinyae.app import checkpoint
+from tinyae.app.train import NonFiniteLossError, RunError, Trainer, check_resumable, default_config
 from tests.conftest import BACKEND, to_numpy
 
 

@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .autograd import no_grad  # noqa: E402
+from ..autograd import no_grad  # noqa: E402
 from .evaluate import latent_means  # noqa: E402
-from .models import Autoencoder  # noqa: E402
-from .tensor import Tensor  # noqa: E402
+from ..models import Autoencoder  # noqa: E402
+from ..tensor import Tensor  # noqa: E402
 
 DIGIT_COLORS = plt.get_cmap("tab10")
 

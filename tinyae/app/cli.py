@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, evaluate, figures
-from . import random as tinyae_random
-from .autograd import no_grad
+from .. import backend
+from . import checkpoint, evaluate, figures
+from .. import random as tinyae_random
+from ..autograd import no_grad
 from .checkpoint import CheckpointError
-from .data import Batches, DataError, DataNotFoundError, load_mnist
-from .functions import concatenate
-from .models import MODELS, Autoencoder, image_layout
-from .nn.module import StateDictError
-from .testing import catalog as gradcheck_catalog
+from ..data import Batches, DataError, DataNotFoundError, load_mnist
+from ..functions import concatenate
+from ..models import MODELS, Autoencoder, image_layout
+from ..nn.module import StateDictError
+from ..testing import catalog as gradcheck_catalog
 from .train import (
     NonFiniteLossError,
     RunError,

@@ -6,7 +6,7 @@ as JSON text in a uint8 array, with the nested optimizer state's arrays replaced
 it is pickled, so loading a checkpoint can never run code.
 
 The random generators need no saved state: every epoch reseeds them from (seed, epoch) (see
-``tinyae.train``), so a run resumed at an epoch boundary draws exactly what the uninterrupted run drew.
+``tinyae.app.train``), so a run resumed at an epoch boundary draws exactly what the uninterrupted run drew.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 FORMAT_VERSION = 1
 

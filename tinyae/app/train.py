@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, optim
-from . import random as tinyae_random
-from .autograd import no_grad
-from .data import Batches, load_mnist
-from .models import MODELS, image_layout
+from .. import backend, optim
+from . import checkpoint
+from .. import random as tinyae_random
+from ..autograd import no_grad
+from ..data import Batches, load_mnist
+from ..models import MODELS, image_layout
 
 
 class RunError(ValueError):

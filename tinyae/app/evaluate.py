@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from . import functional as F
-from . import random, train
-from .autograd import no_grad
-from .data import Batches
-from .functions import concatenate, logsumexp, stack
-from .models import Autoencoder
-from .tensor import Tensor
+from .. import functional as F
+from .. import random
+from . import train
+from ..autograd import no_grad
+from ..data import Batches
+from ..functions import concatenate, logsumexp, stack
+from ..models import Autoencoder
+from ..tensor import Tensor
 
 MAX_ROWS = 10_000  # decoder rows (images × samples) at once: ~300 MB for MNIST; larger is no faster on CPU
 ACTIVE_THRESHOLD = 0.01  # a latent dimension is active when Var_x[μ_d(x)] exceeds it (Burda et al.)
