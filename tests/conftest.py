@@ -29,6 +29,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 BACKEND = os.environ.get("TINYAE_BACKEND", "numpy")
 
 
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _cupy_available() -> bool:
     try:
         backend.module("cupy")
@@ -38,7 +44,9 @@ def _cupy_available() -> bool:
 
 
 def pytest_report_header(config):
-    return f"tinyae backend: {BACKEND}; hypothesis profile: {settings._current_profile}"
+    torch = "PyTorch-parity tests run" if _torch_available() else (
+        "PyTorch not installed: the PyTorch-parity tests (-m torch) are skipped; pip install -e '.[torch]'")
+    return f"tinyae backend: {BACKEND}; hypothesis profile: {settings._current_profile}; {torch}"
 
 
 def pytest_unconfigure(config):
@@ -46,12 +54,15 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if _cupy_available():
-        return
-    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    skips = {}
+    if not _cupy_available():
+        skips["gpu"] = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    if not _torch_available():
+        skips["torch"] = pytest.mark.skip(reason="needs PyTorch: pip install -e '.[torch]'")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ def grad_of(function, values):
 
 
 def torch_grad_of(function, values):
-    torch = pytest.importorskip("torch")
+    import torch
     x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     function(x).backward(torch.tensor(GRAD[: len(values)]))
     return x.grad.numpy()
@@ -49,6 +49,7 @@ def test_gradient_at_the_kink_is_the_documented_one(name):
     np.testing.assert_array_equal(grad_of(function, values), expected)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient_at_the_kink_is_pytorchs(name):
     function, torch_function, values, _ = CASES[name]

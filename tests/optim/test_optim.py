@@ -562,9 +562,11 @@ def mlp_gradients(params, inputs, targets):
     return [inputs.T @ grad_hidden, grad_hidden.sum(0), hidden.T @ grad_out, grad_out.sum(0)]
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name, kwargs", TORCH_CONFIGS, ids=[f"{n}-{','.join(k)}" for n, k in TORCH_CONFIGS])
 def test_trajectories_agree_with_torch(name, kwargs, xp):
-    torch = pytest.importorskip("torch")
+    import torch
+
     rng = np.random.default_rng(1)
     inputs, targets = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
     initial = [rng.standard_normal(shape) for shape in [(3, 5), (5,), (5, 2), (2,)]]
