@@ -20,7 +20,6 @@ import numpy as np
 
 from .. import backend
 from . import checkpoint, evaluate, figures
-from .. import random as tinyae_random
 from ..autograd import no_grad
 from .checkpoint import CheckpointError
 from ..data import Batches, DataError, DataNotFoundError, load_mnist
@@ -241,12 +240,11 @@ def command_eval(args: argparse.Namespace) -> None:
               "test_images": batches.num_images,
               "data": "binarized (dynamic binarization, the test set drawn once)" if config["binarize"]
               else "continuous (grey levels in [0, 1])"}
-    tinyae_random.manual_seed(config["seed"])  # the same posterior samples every time
     started = time.perf_counter()
     if model.is_variational:
         report["likelihood"] = model.config["likelihood"]
         on_batch = progress_reporter(args, batches)
-        report.update(evaluate.evaluate_vae(model, batches, args.k, on_batch=on_batch))
+        report.update(evaluate.evaluate_vae(model, batches, args.k, on_batch=on_batch, seed=config["seed"]))
     else:
         report["note"] = (f"a {config['model']} has no likelihood: only its reconstruction loss is reported "
                           "(no ELBO, no importance-weighted log-likelihood)")

@@ -59,6 +59,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+def evaluation_seed(seed: int) -> int:
+    """The seed of every test-set evaluation of a run (after each epoch, and ``tinyae eval``'s −ELBO): the
+    same posterior samples each time, so the log's last test loss and ``tinyae eval``'s −ELBO agree."""
+    return int(np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(1)[0])
+
+
 def load_data(config: dict) -> tuple[Batches, Batches]:
     """(train batches, shuffled and optionally binarized; test batches, in order) on the run's backend."""
     layout = image_layout(config["model"])
@@ -80,9 +86,12 @@ def loss_values(model, total, parts) -> dict:
     return values
 
 
-def evaluate(model, batches: Batches) -> dict[str, float]:
+def evaluate(model, batches: Batches, seed: int | None = None) -> dict[str, float]:
     """The loss and its parts, averaged per image over all batches (eval mode, no graph); summed on the
-    device and read once at the end (on a GPU each read waits for the queued batches)."""
+    device and read once at the end (on a GPU each read waits for the queued batches). A VAE's loss draws
+    one posterior sample per image: ``seed``, when given, seeds ``tinyae.random`` first."""
+    if seed is not None:
+        tinyae_random.manual_seed(seed)
     model.eval()
     totals: dict[str, object] = {}
     with no_grad():
@@ -179,7 +188,7 @@ class Trainer:
             finally:
                 bar.close()
             self.test_batches.set_state(self.test_state)
-            test = evaluate(self.model, self.test_batches)
+            test = evaluate(self.model, self.test_batches, evaluation_seed(self.config["seed"]))
             self.epoch += 1
             record = {"epoch": self.epoch, "train_loss": train.pop("loss"), "test_loss": test.pop("loss")}
             record.update({f"train_{k}": v for k, v in train.items()})
