@@ -46,5 +46,6 @@ __all__ = [
     "Function", "GradcheckError", "Tensor", "nn", "optim", "reparameterize", "abs", "broadcast_to", "clip",
     "concatenate", "exp", "functional", "get_backend", "get_default_dtype", "gradcheck", "is_grad_enabled",
     "load_run", "log", "logsumexp", "matmul", "manual_seed", "max", "maximum", "mean", "minimum", "no_grad",
-    "reshape", "set_backend", "set_default_dtype", "split", "sqrt", "stack", "sum", "tensor", "transpose", "where",
+    "reshape", "set_backend", "set_default_dtype", "split", "sqrt", "stack", "sum", "tensor", "transpose",
+    "where",
 ]

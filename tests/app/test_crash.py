@@ -110,7 +110,8 @@ def run_trial(trial: int, folder: Path, seconds: float) -> tuple[list, list[int]
     codes = []
     for kind, value in kills:
         if kind == "point":
-            result = subprocess.run(command(out, form), env=environment(value), capture_output=True, timeout=120)
+            result = subprocess.run(command(out, form), env=environment(value), capture_output=True,
+                                    timeout=120)
             codes.append(result.returncode)
         else:
             process = subprocess.Popen(command(out, form), env=environment(), stdout=subprocess.DEVNULL,
@@ -120,7 +121,8 @@ def run_trial(trial: int, folder: Path, seconds: float) -> tuple[list, list[int]
             except subprocess.TimeoutExpired:
                 process.kill()
             codes.append(process.wait())
-    result = subprocess.run(command(out, form), env=environment(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command(out, form), env=environment(), capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, f"trial {trial} ({kills}): {result.stderr[-2000:]}"
     return kills, codes
 

@@ -287,8 +287,8 @@ class Run:
         model, batches = self.model, self.test_set(limit)
         report = {"run": str(self.path), "model": self.config["model"], "epoch": self.epoch,
                   "dataset": self.config["dataset"], "test_images": batches.num_images,
-                  "data": "binarized (dynamic binarization, the test set drawn once)" if self.config["binarize"]
-                  else "continuous (grey levels in [0, 1])"}
+                  "data": "binarized (dynamic binarization, the test set drawn once)"
+                  if self.config["binarize"] else "continuous (grey levels in [0, 1])"}
         random.manual_seed(self.config["seed"])  # the same posterior samples every time
         started = time.perf_counter()
         if model.is_variational:
@@ -334,7 +334,8 @@ class Run:
         """The first ``count`` test images and their reconstructions."""
         from . import figures
 
-        return figures.reconstructions(self.model, self.test_images(count), self.figure_path("reconstructions"))
+        path = self.figure_path("reconstructions")
+        return figures.reconstructions(self.model, self.test_images(count), path)
 
     def interpolations(self, pairs: int = 8, steps: int = 10) -> Path:
         """Straight lines in latent space between pairs of test images, one pair a row."""
@@ -343,8 +344,8 @@ class Run:
         images = self.test_images(2 * pairs)
         if len(images) < 2 * pairs:
             raise RunError(f"--pairs {pairs} needs {2 * pairs} test images; the test set has {len(images)}")
-        return figures.interpolations(self.model, images[0::2], images[1::2], self.figure_path("interpolation"),
-                                      steps)
+        path = self.figure_path("interpolation")
+        return figures.interpolations(self.model, images[0::2], images[1::2], path, steps)
 
     def traversal(self, dims: int | None = None, index: int = 0, zero: bool = False) -> Path:
         """One latent dimension at a time from −3σ to 3σ, around test image ``index``'s code or (``zero``)
@@ -364,7 +365,8 @@ class Run:
                 codes = latent_means(model, self.test_images(1000)).numpy()
             spread = codes.mean(axis=0), codes.std(axis=0)
         if zero:
-            center, center_name = (np.zeros(latent_dim), "0") if spread is None else (spread[0], "the mean code")
+            center, center_name = ((np.zeros(latent_dim), "0") if spread is None
+                                   else (spread[0], "the mean code"))
         else:
             images = self.test_images(max(index, 0) + 1)
             if not 0 <= index < len(images):
