@@ -114,11 +114,11 @@ class Run:
         self._saved = saved  # the loaded checkpoint, or None (not loaded, or none saved yet)
         self.epoch = 0 if saved is None else saved["epoch"]  # the epochs the checkpoint holds
         self._model = None
-        self._metrics, torn = self._read_metrics()
+        self._metrics, lines_on_disk, torn = self._read_metrics()
         if writable:
             for stale in self.path.glob("*.tmp"):
                 stale.unlink()
-            if torn or len(self._metrics) != self._lines_on_disk:
+            if torn or len(self._metrics) != lines_on_disk:
                 self._rewrite_metrics()
             fsync_folder(self.path)
 
@@ -205,7 +205,6 @@ class Run:
             fsync_folder(self.path)
         kill_point("metrics-appended")
         self._metrics.append(dict(record))
-        self._lines_on_disk += 1
 
     def save_checkpoint(self, config: dict, model_state: dict, training_state: dict, epoch: int) -> None:
         """Replace the checkpoint by the state after ``epoch`` (atomically; the folder fsynced after)."""
@@ -220,12 +219,11 @@ class Run:
         if not self.writable:
             raise RunError(f"{self.path} was opened read-only; Run.open(path, writable=True) to train it")
 
-    def _read_metrics(self) -> tuple[list[dict], bool]:
-        """(the records of epochs up to ``epoch``, whether the last line is torn); counts the lines."""
+    def _read_metrics(self) -> tuple[list[dict], int, bool]:
+        """(the records of epochs up to ``epoch``, the number of whole lines, whether the last is torn)."""
         path = self.path / METRICS
         text = path.read_text(errors="replace") if path.exists() else ""
         lines = text.split("\n")  # the last item is "" when the file ends with a newline
-        self._lines_on_disk = len(lines) - 1
         records, torn = [], lines[-1] != ""
         for number, line in enumerate(lines[:-1], 1):
             try:
@@ -234,13 +232,12 @@ class Run:
                 if number < len(lines) - 1 or torn:
                     raise RunError(f"{path}, line {number}, is not JSON: {line[:60]!r}") from None
                 torn = True  # the last line is cut short although it ends with a newline (not JSON)
-        return [record for record in records if record["epoch"] <= self.epoch], torn
+        return [record for record in records if record["epoch"] <= self.epoch], len(lines) - 1, torn
 
     def _rewrite_metrics(self) -> None:
         """Keep only the records of epochs up to the checkpoint's, by write-then-rename."""
         data = "".join(json.dumps(record) + "\n" for record in self._metrics).encode()
         write_atomically(self.path / METRICS, data, "metrics-rewrite")
-        self._lines_on_disk = len(self._metrics)
 
     # The model, the test set and evaluation --------------------------------------------------------------
     @property
