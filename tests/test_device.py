@@ -24,6 +24,7 @@ import tinyae as ta
 from tinyae import backend, kernels, models, optim, random
 from tinyae import functional as F
 from tinyae.data import Batches
+from tinyae.app.run import Run
 from tinyae.app.train import Trainer, default_config
 from tests.conftest import to_numpy
 from tests.kernels.test_differential import INPUTS, draw_values, scalars, textbook
@@ -414,14 +415,12 @@ def test_training_and_a_checkpoint_round_trip_between_the_device_and_numpy(devic
         loss = trained.fit(1, log=lambda line: None)[0]["train_loss"]
         reference = Trainer(tiny_config("numpy"), tmp_path / "numpy", progress=False)
         assert loss == pytest.approx(reference.fit(1, log=lambda line: None)[0]["train_loss"], rel=1e-5)
-        on_numpy = Trainer(tiny_config("numpy"), tmp_path / "device", progress=False)
-        on_numpy.restore()
+        on_numpy = Trainer(tiny_config("numpy"), tmp_path / "device", progress=False)  # from its checkpoint
         assert backend.backend_of(on_numpy.model.fc1.weight.data) == "numpy"
         assert_same_state(trainer_state(on_numpy), trainer_state(trained))
-        on_numpy.run_dir = tmp_path / "numpy"
+        on_numpy.run = Run.open(tmp_path / "numpy", writable=True)
         on_numpy.save()
         back = Trainer(tiny_config(device), tmp_path / "numpy", progress=False)
-        back.restore()
         assert backend.backend_of(back.model.fc1.weight.data) == device
         assert_same_state(trainer_state(back), trainer_state(on_numpy))
         assert back.train_epoch()["loss"] == pytest.approx(on_numpy.train_epoch()["loss"], rel=1e-5)

@@ -41,8 +41,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     Trainer(quick_config(), straight, progress=False).fit(2, log=lambda line: None)
     Trainer(quick_config(), interrupted, progress=False).fit(1, log=lambda line: None)
-    resumed = Trainer(quick_config(), interrupted, progress=False)
-    resumed.restore()
+    resumed = Trainer(quick_config(), interrupted, progress=False)  # continues from the checkpoint
     assert resumed.epoch == 1
     resumed.fit(2, log=lambda line: None)
     assert without_seconds(read_metrics(interrupted)) == without_seconds(read_metrics(straight))

@@ -322,3 +322,42 @@ MUTANTS += [
            "kl = (T)0.5 * (mu * mu - logvar) + half_expm1;", "kl = 0.5 * (mu * mu - logvar) + half_expm1;",
            ("tests/kernels/test_cuda_compile.py",), NUMPY_RUN),
 ]
+
+# The run folder (tinyae/app/run.py): the write order and the recovery rules of a killed run
+RUN_FOLDER = ("tests/app/test_run.py",)
+CRASH = ("tests/app/test_run.py", "tests/app/test_crash.py")
+MUTANTS += [
+    Mutant("run folder: metrics line after its checkpoint", "tinyae/app/train.py",
+           "            self.run.append_metrics(record)  # first: the line of every saved epoch is on disk\n"
+           "            self.save()\n",
+           "            self.save()\n"
+           "            self.run.append_metrics(record)  # first: the line of every saved epoch is on disk\n",
+           CRASH, NUMPY_RUN),
+    Mutant("run folder: metrics repair truncates, then writes", "tinyae/app/run.py",
+           '        data = "".join(json.dumps(record) + "\\n" for record in self._metrics).encode()\n',
+           '        data = "".join(json.dumps(record) + "\\n" for record in self._metrics).encode()\n'
+           '        (self.path / METRICS).write_bytes(b"")\n', CRASH, NUMPY_RUN),
+    Mutant("run folder: a torn last line kept", "tinyae/app/run.py",
+           "            if torn or len(self._metrics) != lines_on_disk:",
+           "            if len(self._metrics) != lines_on_disk:", RUN_FOLDER, NUMPY_RUN),
+    Mutant("run folder: metrics ahead of the checkpoint kept", "tinyae/app/run.py",
+           '        return [record for record in records if record["epoch"] <= self.epoch], len(lines) - 1, torn',
+           "        return records, len(lines) - 1, torn", RUN_FOLDER, NUMPY_RUN),
+    Mutant("run folder: stale .tmp files kept", "tinyae/app/run.py",
+           '            for stale in self.path.glob("*.tmp"):\n                stale.unlink()\n            if torn',
+           "            if torn", RUN_FOLDER, NUMPY_RUN),
+    Mutant("run folder: readers repair it too", "tinyae/app/run.py",
+           "        if writable:\n            for stale", "        if True:\n            for stale", RUN_FOLDER,
+           NUMPY_RUN),
+    Mutant("run folder: the metrics line not fsynced", "tinyae/app/run.py",
+           "            file.flush()\n            os.fsync(file.fileno())\n        if created:",
+           "            file.flush()\n        if created:", RUN_FOLDER, NUMPY_RUN),
+    Mutant("run folder: created before the data is loaded", "tinyae/app/train.py",
+           "        self.config, self.progress = config, progress\n",
+           "        self.config, self.progress = config, progress\n"
+           "        Path(run_dir).mkdir(parents=True, exist_ok=True)\n",
+           RUN_FOLDER, NUMPY_RUN),
+    Mutant("run folder: config.json written in place", "tinyae/app/run.py",
+           '        write_atomically(path / CONFIG, text.encode(), "config-write")',
+           '        (path / CONFIG).write_text(text)', CRASH, NUMPY_RUN),
+]

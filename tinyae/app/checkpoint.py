@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,13 @@ def _unpack(value: Any, arrays) -> Any:
     return value
 
 
-def save(path: Path, config: dict, model_state: dict, optimizer_state: dict, epoch: int) -> None:
-    """Write the checkpoint to a temporary file beside ``path``, then rename it over ``path``.
+def save(path: Path, config: dict, model_state: dict, optimizer_state: dict, epoch: int,
+         before_replace: Callable[[], None] | None = None) -> None:
+    """Write the checkpoint to a temporary file beside ``path``, fsync it, then rename it over ``path``
+    (``before_replace`` is called just before the rename: a test's kill point).
 
-    A crash at any moment leaves either the old checkpoint or the new one, never a partial file.
+    A crash at any moment leaves either the old checkpoint or the new one, never a partial file. The caller
+    fsyncs the folder to make the rename durable (``tinyae.app.run.Run.save_checkpoint``).
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {f"model/{name}": backend.to_backend(array, "numpy")
@@ -70,6 +74,8 @@ def save(path: Path, config: dict, model_state: dict, optimizer_state: dict, epo
             np.savez(file, **arrays)
             file.flush()
             os.fsync(file.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -10,33 +10,20 @@
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from .. import backend
-from . import checkpoint, evaluate, figures
-from ..autograd import no_grad
+from . import evaluate
 from .checkpoint import CheckpointError
-from ..data import Batches, DataError, DataNotFoundError, load_mnist
-from ..functions import concatenate
-from ..models import MODELS, Autoencoder, image_layout
+from ..data import DataError, DataNotFoundError
+from ..models import MODELS
 from ..nn.module import StateDictError
 from ..testing import catalog as gradcheck_catalog
-from .train import (
-    NonFiniteLossError,
-    RunError,
-    Trainer,
-    build_model,
-    check_resumable,
-    default_config,
-    read_config,
-    write_config,
-)
+from .run import Run, RunError, holds_run, is_free
+from .train import NonFiniteLossError, Trainer, check_resumable, default_config
 
 # --option → (model_config key, the models it applies to)
 MODEL_OPTIONS = {
@@ -97,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="folder with the IDX files, looked at first")
     run.add_argument("--limit", type=positive_int, help="use only the first N training images")
     run.add_argument("--test-limit", type=positive_int, help="use only the first N test images")
-    run.add_argument("--out", type=Path, help="run folder to create (default runs/MODEL, numbered if taken)")
-    run.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN in place up to --epochs")
+    run.add_argument("--out", type=Path,
+                     help="run folder (default runs/MODEL, numbered if taken); a folder that holds a run of the "
+                          "same options is continued, as --resume does")
+    run.add_argument("--resume", type=Path, metavar="RUN",
+                     help="continue RUN in place up to --epochs (a run killed at any moment included); if RUN "
+                          "already has that many epochs, nothing is trained")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -149,10 +140,11 @@ def model_config_from(args: argparse.Namespace, model: str) -> dict:
 
 
 def next_free(path: Path) -> Path:
-    if not path.exists():
+    """``path``, or the first of path-2, path-3, ... that is free (see ``tinyae.app.run.is_free``)."""
+    if is_free(path):
         return path
     number = 2
-    while path.with_name(f"{path.name}-{number}").exists():
+    while not is_free(path.with_name(f"{path.name}-{number}")):
         number += 1
     return path.with_name(f"{path.name}-{number}")
 
@@ -161,8 +153,7 @@ def command_train(args: argparse.Namespace) -> None:
     given = {key: getattr(args, key) for key in TRAINING_OPTIONS if getattr(args, key) is not None}
     if args.resume is not None:
         run_dir = args.resume
-        config = read_config(run_dir)
-        config.pop("format_version")
+        config = Run.open(run_dir).config
         model = args.model or config["model"]
         requested = {"model": model, "model_config": {**config["model_config"], **model_config_from(args, model)}}
         check_resumable(config, requested)
@@ -177,166 +168,83 @@ def command_train(args: argparse.Namespace) -> None:
         config["model"] = args.model or config["model"]
         config["model_config"] = model_config_from(args, config["model"])
         run_dir = args.out if args.out is not None else next_free(Path("runs") / config["model"])
-        if (run_dir / "config.json").exists():
-            raise RunError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or pick another --out")
-    trainer = Trainer(config, run_dir, progress=not args.quiet)
-    if args.resume is not None:
-        trainer.restore()
-        print(f"resuming {run_dir} after epoch {trainer.epoch}")
-    else:
-        write_config(run_dir, config)
-        print(f"training {config['model']} in {run_dir} on {config['backend']}")
-    trainer.fit(config["epochs"])
-    print("metrics:", run_dir / "metrics.jsonl")
-    for path in final_figures(trainer):
-        print("figure:", path)
-
-
-def final_figures(trainer: Trainer) -> list[Path]:
-    """The figures ``tinyae train`` draws at the end: reconstructions, samples (VAEs) and loss curves."""
-    folder = trainer.run_dir / "figures"
-    test_images = next(iter(trainer.test_batches))[:32]
-    paths = [figures.reconstructions(trainer.model, test_images, folder / "reconstructions.png")]
-    if trainer.model.is_variational:
-        paths.append(figures.samples(trainer.model, 64, folder / "samples.png"))
-    paths.append(figures.loss_curves(read_metrics(trainer.run_dir), folder / "loss.png"))
-    return paths
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        raise RunError(f"{run_dir} has no metrics.jsonl yet (no epoch has finished)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def load_model(run_dir: Path) -> tuple[dict, Autoencoder, int]:
-    """(config, model with the checkpoint's weights in eval mode, epochs trained), on the run's backend."""
-    config = read_config(run_dir)
-    backend.set_backend(config["backend"])
-    model = build_model(config)
-    saved = checkpoint.load(run_dir / "checkpoint.npz")
-    model.load_state_dict(saved["model"])
-    model.eval()
-    return config, model, saved["epoch"]
-
-
-def load_test_set(config: dict, limit: int | None = None, batch_size: int = 500) -> Batches:
-    """The first ``limit`` test images in the run's layout, binarized as in training (the same draw)."""
-    images, labels = load_mnist("test", config["dataset"], config["data_dir"])
-    return Batches(images, labels, batch_size=batch_size, layout=image_layout(config["model"]), limit=limit,
-                   binarize=config["binarize"], seed=config["seed"] + 1)
-
-
-def first_test_images(config: dict, count: int):
-    """The first ``count`` test images as one Tensor (fewer if the test set is smaller)."""
-    return next(iter(load_test_set(config, count, batch_size=count)))
+        if holds_run(run_dir):
+            differences = Run.open(run_dir).differences(config)
+            if differences:
+                raise RunError(f"{run_dir} holds a run with other options ({'; '.join(differences)}); continue "
+                               f"it with --resume {run_dir}, or pick another --out")
+    epochs = config["epochs"]
+    resume_command = f"tinyae train --resume {shlex.quote(str(run_dir))} --epochs {epochs}"
+    existed = holds_run(run_dir)
+    trainer = None
+    try:
+        trainer = Trainer(config, run_dir, progress=not args.quiet)  # creates the folder once all is built
+        if trainer.epoch >= epochs:
+            print(f"{run_dir} already has {trainer.epoch} epochs (asked for {epochs}); nothing to train")
+        elif trainer.epoch > 0:
+            print(f"resuming {run_dir} after epoch {trainer.epoch}")
+        elif existed:
+            print(f"training {config['model']} in {run_dir} on {config['backend']}, from the start (the run "
+                  "has no checkpoint yet)")
+        else:
+            print(f"training {config['model']} in {run_dir} on {config['backend']}")
+        trainer.fit(epochs)
+        print("metrics:", run_dir / "metrics.jsonl")
+        for path in trainer.run.final_figures():
+            print("figure:", path)
+    except KeyboardInterrupt:
+        if trainer is None:
+            raise KeyboardInterrupt(f"{run_dir} is as it was" if existed else "nothing was written") from None
+        run = Run.open(run_dir, writable=True)  # an epoch cut between its metrics line and checkpoint: drop it
+        raise KeyboardInterrupt(f"{run_dir} keeps {run.epoch} finished epochs; continue with: "
+                                f"{resume_command}") from None
 
 
 def command_eval(args: argparse.Namespace) -> None:
-    config, model, epoch = load_model(args.run)
-    batches = load_test_set(config, args.limit)
-    report = {"run": str(args.run), "model": config["model"], "epoch": epoch, "dataset": config["dataset"],
-              "test_images": batches.num_images,
-              "data": "binarized (dynamic binarization, the test set drawn once)" if config["binarize"]
-              else "continuous (grey levels in [0, 1])"}
-    started = time.perf_counter()
-    if model.is_variational:
-        report["likelihood"] = model.config["likelihood"]
-        on_batch = progress_reporter(args, batches)
-        report.update(evaluate.evaluate_vae(model, batches, args.k, on_batch=on_batch, seed=config["seed"]))
-    else:
-        report["note"] = (f"a {config['model']} has no likelihood: only its reconstruction loss is reported "
-                          "(no ELBO, no importance-weighted log-likelihood)")
-        report.update(evaluate.evaluate_autoencoder(model, batches))
-    report["seconds"] = time.perf_counter() - started
-    (args.run / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    run = Run.open(args.run)
+    report = run.evaluate(args.k, args.limit, on_batch=progress_reporter(args))
+    path = run.write_eval(report)
     print(evaluate.format_report(report))
-    print(args.run / "eval.json")
+    print(path)
 
 
-def progress_reporter(args: argparse.Namespace, batches: Batches) -> Callable[[int], None]:
-    """on_batch for evaluate_vae: a progress bar, and after the first batch an estimate of the total time
-    when it exceeds half a minute."""
+def progress_reporter(args: argparse.Namespace) -> Callable[[int, int], None]:
+    """on_batch(images done, images in all) for ``Run.evaluate``: a progress bar, and after the first batch
+    an estimate of the total time when it exceeds half a minute."""
     from tqdm import tqdm
 
-    bar = tqdm(total=batches.num_images, desc=f"eval, k={args.k}", unit="img", disable=args.quiet,
-               leave=False)
+    bar = None
     started = time.perf_counter()
     reported = 0
 
-    def on_batch(done: int) -> None:
-        nonlocal reported
-        if reported == 0:
-            estimate = (time.perf_counter() - started) * batches.num_images / done
+    def on_batch(done: int, total: int) -> None:
+        nonlocal bar, reported
+        if bar is None:
+            bar = tqdm(total=total, desc=f"eval, k={args.k}", unit="img", disable=args.quiet, leave=False)
+            estimate = (time.perf_counter() - started) * total / done
             if estimate > 30:
-                tqdm.write(f"estimated time: about {estimate / 60:.1f} min for {batches.num_images} images "
+                tqdm.write(f"estimated time: about {estimate / 60:.1f} min for {total} images "
                            f"with k={args.k} (--limit and -k make it shorter)")
         bar.update(done - reported)
         reported = done
-        if done == batches.num_images:
+        if done == total:
             bar.close()
 
     return on_batch
 
 
 def command_figure(args: argparse.Namespace) -> None:
-    folder = args.run / "figures"
-    if args.command == "plot":
-        print(figures.loss_curves(read_metrics(args.run), folder / "loss.png"))
-        return
-    config, model, _ = load_model(args.run)
-    if args.command == "sample":
-        if not model.is_variational:
-            raise RunError(f"{args.run} holds a {config['model']}, which has no prior to sample from; "
-                           "sampling needs a VAE")
-        path = figures.samples(model, args.n, folder / "samples.png")
-    elif args.command == "reconstruct":
-        path = figures.reconstructions(model, first_test_images(config, 32), folder / "reconstructions.png")
-    elif args.command == "interpolate":
-        images = first_test_images(config, 2 * args.pairs)
-        if len(images) < 2 * args.pairs:
-            raise RunError(f"--pairs {args.pairs} needs {2 * args.pairs} test images; "
-                           f"the test set has {len(images)}")
-        path = figures.interpolations(model, images[0::2], images[1::2], folder / "interpolation.png",
-                                      args.steps)
-    elif args.command == "traverse":
-        path = traverse(args, config, model)
-    elif args.command == "manifold":
-        latent_dim = model.config["latent_dim"]
-        if latent_dim != 2:
-            raise RunError(f"the manifold needs a 2-D latent space; {args.run} has latent_dim {latent_dim} "
-                           "(train with --latent-dim 2, or see tinyae embed)")
-        path = figures.manifold(model, folder / "manifold.png", args.size)
-    else:  # embed
-        batches = load_test_set(config, args.limit)
-        with no_grad():
-            codes = concatenate([evaluate.latent_means(model, x) for x in batches]).numpy()
-        what = "posterior means μ(x)" if model.is_variational else "codes f(x)"
-        path = figures.embedding(codes, batches.labels, folder / "embedding.png", f"test-set {what}")
-    print(path)
-
-
-def traverse(args: argparse.Namespace, config: dict, model: Autoencoder) -> Path:
-    """The traversal figure: around test digit --index's code, or 0 (--zero); an AE's steps are scaled by
-    the spread of its codes over the first 1000 test images, and its --zero center is their mean."""
-    latent_dim = model.config["latent_dim"]
-    spread = None
-    if not model.is_variational:
-        with no_grad():
-            codes = evaluate.latent_means(model, first_test_images(config, 1000)).numpy()
-        spread = codes.mean(axis=0), codes.std(axis=0)
-    if args.zero:
-        center, center_name = (np.zeros(latent_dim), "0") if spread is None else (spread[0], "the mean code")
-    else:
-        images = first_test_images(config, max(args.index, 0) + 1)
-        if not 0 <= args.index < len(images):
-            raise RunError(f"--index {args.index} is not a test image (0 to {len(images) - 1})")
-        with no_grad():
-            center = evaluate.latent_means(model, images[args.index:args.index + 1]).numpy()[0]
-        center_name = f"test digit {args.index}'s code"
-    dims = min(args.dims or 10, latent_dim)
-    return figures.traversal(model, center, dims, args.run / "figures" / "traversal.png", center_name, spread)
+    run = Run.open(args.run)
+    draw = {
+        "plot": lambda: run.loss_curves(),
+        "sample": lambda: run.samples(args.n),
+        "reconstruct": lambda: run.reconstructions(),
+        "interpolate": lambda: run.interpolations(args.pairs, args.steps),
+        "traverse": lambda: run.traversal(args.dims, args.index, args.zero),
+        "manifold": lambda: run.manifold(args.size),
+        "embed": lambda: run.embedding(args.limit),
+    }
+    print(draw[args.command]())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tinyae {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; the last finished epoch is kept in its checkpoint", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print("\ninterrupted" + (f"; {interrupt}" if str(interrupt) else ""), file=sys.stderr)
         return 130
     return 0
 

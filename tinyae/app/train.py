@@ -1,7 +1,8 @@
-"""Training: the loop behind ``tinyae train``, with metrics, atomic checkpoints, resume and a NaN guard.
+"""Training: the loop behind ``tinyae train``, with metrics, checkpoints, resume and a NaN guard.
 
-A run folder holds ``config.json`` (everything needed to rebuild the model and continue), ``metrics.jsonl``
-(one line per epoch), ``checkpoint.npz`` (the state after the last finished epoch) and ``figures/``.
+The run folder and every file in it belong to ``tinyae.app.run.Run`` (its docstring gives the write order
+and how a killed run is continued); the trainer only asks it to append a metrics line, then save a
+checkpoint, after each epoch.
 
 Reproducibility: at the start of epoch e every tinyae generator is reseeded from (seed, e), and the data
 order comes from the batch generator whose state the checkpoint keeps. So a run resumed from the
@@ -10,7 +11,6 @@ checkpoint of epoch e computes exactly what the uninterrupted run computed.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend, optim
-from . import checkpoint
 from .. import random as tinyae_random
 from ..autograd import no_grad
 from ..data import Batches, load_mnist
 from ..models import MODELS, image_layout
-
-
-class RunError(ValueError):
-    """A run folder that is missing, not a run, or incompatible with what was asked."""
+from .run import Run, RunError, holds_run
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,32 +101,36 @@ def evaluate(model, batches: Batches, seed: int | None = None) -> dict[str, floa
 
 
 class Trainer:
-    """Trains the model of ``config`` in ``run_dir``, one epoch at a time, checkpointing after each."""
+    """Trains the model of ``config`` in the run folder ``run_dir``, one epoch at a time, checkpointing after
+    each.
 
-    def __init__(self, config: dict, run_dir: Path, progress: bool = True):
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+    It builds everything that can fail first (backend, model, optimizer, data), and only then creates the
+    run folder, or opens the run it already holds (repairing it: ``Run.open``) and continues from its
+    checkpoint: ``epoch`` is where training stands. The caller checks that ``config`` is the run's.
+    """
+
+    def __init__(self, config: dict, run_dir: Path | str, progress: bool = True):
+        self.config, self.progress = config, progress
         backend.set_backend(config["backend"])
         self.model = build_model(config)
         self.optimizer = build_optimizer(config, self.model)
         self.train_batches, self.test_batches = load_data(config)
         self.test_state = self.test_batches.state()  # every evaluation sees the same (binarized) test set
-        self.epoch = 0
         # host reads of the loss: rarely on a device (strict, CuPy's stand-in, reads as CuPy does)
         self.sync_every = 1 if config["backend"] == "numpy" else 25
+        self.run = Run.open(run_dir, writable=True) if holds_run(run_dir) else Run.create(run_dir, config)
+        self.epoch = 0
+        saved = self.run.checkpoint
+        if saved is not None:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
+            self.train_batches.set_state(saved["optimizer"]["data"])
+            self.epoch = saved["epoch"]
 
-    # Saving and resuming ------------------------------------------------------------------------------
     def save(self) -> None:
+        """Save the state after ``epoch`` as the run's checkpoint."""
         state = {"optimizer": self.optimizer.state_dict(), "data": self.train_batches.state()}
-        checkpoint.save(self.run_dir / "checkpoint.npz", self.config, self.model.state_dict(), state, self.epoch)
-
-    def restore(self) -> None:
-        saved = checkpoint.load(self.run_dir / "checkpoint.npz")
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
-        self.train_batches.set_state(saved["optimizer"]["data"])
-        self.epoch = saved["epoch"]
-        _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
+        self.run.save_checkpoint(self.config, self.model.state_dict(), state, self.epoch)
 
     # The loop -----------------------------------------------------------------------------------------
     def kl_weight(self, epoch: int, step: int) -> float:
@@ -166,11 +166,10 @@ class Trainer:
                 running = float(sums["loss"]) / seen
                 if not math.isfinite(running):  # name the first bad step among those not read until now
                     offset, bad = next((i, float(v)) for i, v in enumerate(unread) if not math.isfinite(v))
-                    raise NonFiniteLossError(
-                        f"the training loss became {bad} in epoch {epoch + 1}, at step "
-                        f"{step + 2 - len(unread) + offset}; stopped, and kept the checkpoint of epoch {epoch} "
-                        f"in {self.run_dir}"
-                    )
+                    kept = (f"kept the checkpoint of epoch {epoch} in {self.run.path}" if epoch
+                            else f"{self.run.path} has no checkpoint yet")
+                    raise NonFiniteLossError(f"the training loss became {bad} in epoch {epoch + 1}, at step "
+                                             f"{step + 2 - len(unread) + offset}; stopped, and {kept}")
                 unread.clear()
                 if on_step is not None:
                     on_step(step + 1, running)
@@ -194,21 +193,12 @@ class Trainer:
             record.update({f"train_{k}": v for k, v in train.items()})
             record.update({f"test_{k}": v for k, v in test.items()})
             record["seconds"] = time.perf_counter() - started
+            self.run.append_metrics(record)  # first: the line of every saved epoch is on disk
             self.save()
-            with open(self.run_dir / "metrics.jsonl", "a") as file:
-                file.write(json.dumps(record) + "\n")
             history.append(record)
             log(f"epoch {self.epoch:3d}  train {record['train_loss']:.3f}  test {record['test_loss']:.3f}  "
                 f"({record['seconds']:.1f} s)")
         return history
-
-
-def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (a run killed after writing them)."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(line + "\n" for line in lines))
 
 
 class ProgressBar:
@@ -229,30 +219,6 @@ class ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def read_config(run_dir: Path) -> dict:
-    """The config of a run folder, or a RunError saying what is wrong with the folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"no run folder at {run_dir}")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not a tinyae run (it has no config.json)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(f"{path} is not valid JSON: {error}") from None
-    if config.get("format_version") != checkpoint.FORMAT_VERSION:
-        raise RunError(f"{run_dir} was written by an incompatible tinyae (format "
-                       f"{config.get('format_version')!r}, expected {checkpoint.FORMAT_VERSION})")
-    return config
-
-
-def write_config(run_dir: Path, config: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format_version": checkpoint.FORMAT_VERSION, **config}, indent=2)
-    (run_dir / "config.json").write_text(text + "\n")
 
 
 def check_resumable(saved: dict, requested: dict) -> None:

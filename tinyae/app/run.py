@@ -1,0 +1,412 @@
+"""The run folder: one training run on disk, and the one class that reads and writes it.
+
+    RUN/config.json       what was asked: written once, when the run is created
+    RUN/metrics.jsonl     one JSON line per finished epoch
+    RUN/checkpoint.npz    the state after the last saved epoch: weights, optimizer state, data order
+    RUN/figures/NAME.png  figures (``Run.figure_path``)
+    RUN/eval.json         the report of ``tinyae eval``
+
+Write order. A training process may be killed at any instant (SIGKILL, power loss); the folder must always
+hold a state from which the same command continues to the result of an uninterrupted run.
+
+1. The folder is created only once everything that can fail before training has succeeded (backend, model,
+   data: ``Trainer`` builds them first), so a failed start leaves nothing. ``config.json`` is written to
+   ``config.json.tmp``, fsynced, renamed, and the folder fsynced.
+2. After epoch e, its metrics line is appended to ``metrics.jsonl`` in one write and fsynced; *then* the
+   checkpoint of epoch e is written to a temporary file, fsynced, renamed over ``checkpoint.npz``, and the
+   folder fsynced. So the metrics line of every saved epoch is on disk before (never after) its checkpoint.
+
+Recovery, when a writer opens the folder (``Run.open(path, writable=True)``, as ``Trainer`` does):
+
+- the checkpoint is the truth: training continues after its epoch E (0 when there is no checkpoint yet,
+  e.g. a run killed in its first epoch: it starts again from the beginning);
+- ``*.tmp`` files, left by writes killed before their rename, are removed;
+- metrics lines of epochs after E (appended by a process killed before the checkpoint that follows them)
+  are dropped, and so is a torn last line (an append cut short: no newline at its end, or not JSON). The
+  file is rewritten by write-then-rename, never truncated in place, so a kill during the repair loses
+  nothing and the next open repairs again.
+
+Readers (``Run.open(path)``, ``tinyae.load_run``, ``tinyae plot``, ``tinyae eval``) change nothing on
+disk: they see the same repaired view in memory, so a run can be read while it trains.
+
+Every epoch reseeds the generators from (seed, epoch), and the checkpoint keeps the data order's generator,
+so a run continued from the checkpoint of epoch E computes bit for bit what the uninterrupted run computed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from . import checkpoint
+
+CONFIG, METRICS, CHECKPOINT, FIGURES = "config.json", "metrics.jsonl", "checkpoint.npz", "figures"
+
+# The points where a test may have the process kill itself (see ``kill_point``).
+KILL_POINTS = ("config-write", "metrics-append", "metrics-appended", "checkpoint-write", "metrics-rewrite",
+               "eval-write")
+_kill_counts: dict[str, int] = {}
+
+
+class RunError(ValueError):
+    """A run folder that is missing, not a run, or incompatible with what was asked."""
+
+
+def kill_point(name: str, before: Callable[[], object] | None = None) -> None:
+    """A test hook: with ``TINYAE_TEST_KILL_AT=NAME:N`` in the environment, the N-th time this process
+    reaches point NAME it calls ``before`` (e.g. writes half a line) and kills itself with SIGKILL."""
+    target = os.environ.get("TINYAE_TEST_KILL_AT")
+    if not target:
+        return
+    point, _, count = target.partition(":")
+    _kill_counts[name] = _kill_counts.get(name, 0) + 1
+    if point == name and _kill_counts[name] == int(count or 1):
+        if before is not None:
+            before()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames and new files in ``folder`` durable (where the OS lets a folder be opened)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_atomically(path: Path, data: bytes, point: str) -> None:
+    """Write ``path`` as ``path.tmp``, fsync it, rename it over ``path`` and fsync the folder: a kill at any
+    moment leaves the old file or the new one (and perhaps a stale .tmp), never a partial file."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    kill_point(point)
+    os.replace(temporary, path)
+    fsync_folder(path.parent)
+
+
+def holds_run(path: Path) -> bool:
+    """Whether ``path`` is a folder with a config.json (a run, perhaps without a checkpoint yet)."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def is_free(path: Path) -> bool:
+    """Whether ``Run.create`` may make a run at ``path``: nothing is there, or an empty folder, or one that
+    holds only the ``*.tmp`` files of a creation that was killed."""
+    path = Path(path)
+    return not path.exists() or path.is_dir() and all(entry.name.endswith(".tmp") for entry in path.iterdir())
+
+
+class Run:
+    """A run folder: its config, its checkpoint, its metrics and figures (see the module's docstring for the
+    write order and the recovery rules). ``Run.create`` makes a new one, ``Run.open`` an existing one."""
+
+    def __init__(self, path: Path, config: dict, saved: dict | None, writable: bool):
+        self.path, self.config, self.writable = Path(path), config, writable
+        self._saved = saved  # the loaded checkpoint, or None (not loaded, or none saved yet)
+        self.epoch = 0 if saved is None else saved["epoch"]  # the epochs the checkpoint holds
+        self._model = None
+        self._metrics, lines_on_disk, torn = self._read_metrics()
+        if writable:
+            for stale in self.path.glob("*.tmp"):
+                stale.unlink()
+            if torn or len(self._metrics) != lines_on_disk:
+                self._rewrite_metrics()
+            fsync_folder(self.path)
+
+    # Creating and opening ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path | str, config: dict) -> Run:
+        """A new run folder holding ``config``: ``path`` must not exist, or be an empty folder (stale
+        ``*.tmp`` files of a creation that was killed are allowed and removed)."""
+        path = Path(path)
+        if holds_run(path):
+            raise RunError(f"{path} already holds a run")
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a run folder")
+        if not is_free(path):
+            others = sorted(entry.name for entry in path.iterdir() if not entry.name.endswith(".tmp"))
+            raise RunError(f"{path} holds other files ({', '.join(others[:3])}) and no run (no config.json); "
+                           "pick an empty or new folder")
+        for stale in path.glob("*.tmp"):
+            stale.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        fsync_folder(path.parent)
+        text = json.dumps({"format_version": checkpoint.FORMAT_VERSION, **config}, indent=2) + "\n"
+        write_atomically(path / CONFIG, text.encode(), "config-write")
+        return cls(path, dict(config), None, writable=True)
+
+    @classmethod
+    def open(cls, path: Path | str, writable: bool = False) -> Run:
+        """The run in folder ``path``. ``writable``: to train it on, repairing the folder first; otherwise
+        nothing on disk is changed."""
+        path = Path(path)
+        config = cls._read_config(path)
+        saved = checkpoint.load(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
+        return cls(path, config, saved, writable)
+
+    @staticmethod
+    def _read_config(path: Path) -> dict:
+        if not path.is_dir():
+            raise RunError(f"no run folder at {path}")
+        config_path = path / CONFIG
+        if not config_path.is_file():
+            raise RunError(f"{path} is not a tinyae run (it has no config.json)")
+        try:
+            config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise RunError(f"{config_path} is not valid JSON: {error}") from None
+        if config.get("format_version") != checkpoint.FORMAT_VERSION:
+            raise RunError(f"{path} was written by an incompatible tinyae (format "
+                           f"{config.get('format_version')!r}, expected {checkpoint.FORMAT_VERSION})")
+        config.pop("format_version")
+        return config
+
+    def differences(self, config: dict, ignore: tuple[str, ...] = ("epochs",)) -> list[str]:
+        """What ``config`` changes from this run's, one "key: run has X, asked for Y" each."""
+        keys = [key for key in {**self.config, **config} if key not in ignore]
+        return [f"{key}: run has {self.config.get(key)!r}, asked for {config.get(key)!r}"
+                for key in keys if self.config.get(key) != config.get(key)]
+
+    # The state ----------------------------------------------------------------------------------------
+    @property
+    def checkpoint(self) -> dict | None:
+        """The checkpoint (``tinyae.app.checkpoint.load``'s dict, host arrays), or None before the first."""
+        if self._saved is None and self.epoch > 0:
+            self._saved = checkpoint.load(self.path / CHECKPOINT)
+        return self._saved
+
+    @property
+    def metrics(self) -> list[dict]:
+        """The metrics of epochs 1 to ``epoch``, one dict per epoch (a copy)."""
+        return [dict(record) for record in self._metrics]
+
+    def append_metrics(self, record: dict) -> None:
+        """Append the metrics line of epoch ``record["epoch"]`` and fsync it: call before saving its
+        checkpoint."""
+        self._check_writable()
+        line = (json.dumps(record) + "\n").encode()
+        path = self.path / METRICS
+        created = not path.exists()
+        with open(path, "ab") as file:
+            kill_point("metrics-append", lambda: (file.write(line[:len(line) // 2]), file.flush()))
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
+        if created:
+            fsync_folder(self.path)
+        kill_point("metrics-appended")
+        self._metrics.append(dict(record))
+
+    def save_checkpoint(self, config: dict, model_state: dict, training_state: dict, epoch: int) -> None:
+        """Replace the checkpoint by the state after ``epoch`` (atomically; the folder fsynced after)."""
+        self._check_writable()
+        path = self.path / CHECKPOINT
+        checkpoint.save(path, config, model_state, training_state, epoch,
+                        before_replace=lambda: kill_point("checkpoint-write"))
+        fsync_folder(self.path)
+        self.epoch, self._saved, self._model = epoch, None, None  # read back from the file when asked for
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise RunError(f"{self.path} was opened read-only; Run.open(path, writable=True) to train it")
+
+    def _read_metrics(self) -> tuple[list[dict], int, bool]:
+        """(the records of epochs up to ``epoch``, the number of whole lines, whether the last is torn)."""
+        path = self.path / METRICS
+        text = path.read_text(errors="replace") if path.exists() else ""
+        lines = text.split("\n")  # the last item is "" when the file ends with a newline
+        records, torn = [], lines[-1] != ""
+        for number, line in enumerate(lines[:-1], 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number < len(lines) - 1 or torn:
+                    raise RunError(f"{path}, line {number}, is not JSON: {line[:60]!r}") from None
+                torn = True  # the last line is cut short although it ends with a newline (not JSON)
+        return [record for record in records if record["epoch"] <= self.epoch], len(lines) - 1, torn
+
+    def _rewrite_metrics(self) -> None:
+        """Keep only the records of epochs up to the checkpoint's, by write-then-rename."""
+        data = "".join(json.dumps(record) + "\n" for record in self._metrics).encode()
+        write_atomically(self.path / METRICS, data, "metrics-rewrite")
+
+    # The model, the test set and evaluation --------------------------------------------------------------
+    @property
+    def model(self):
+        """The model with the checkpoint's weights, in eval mode, on the run's backend (which becomes
+        tinyae's current backend)."""
+        if self.epoch == 0:
+            raise RunError(f"{self.path} has no checkpoint yet (no epoch has finished)")
+        if self._model is None:
+            from .. import backend
+            from .train import build_model  # train imports this module
+
+            backend.set_backend(self.config["backend"])
+            model = build_model(self.config)
+            model.load_state_dict(self.checkpoint["model"])
+            self._model = model.eval()
+        return self._model
+
+    def test_set(self, limit: int | None = None, batch_size: int = 500):
+        """The first ``limit`` test images (all by default) in the run's layout, binarized as in training
+        (the same draw): a ``tinyae.data.Batches`` on the run's backend."""
+        from ..data import Batches, load_mnist
+        from ..models import image_layout
+
+        images, labels = load_mnist("test", self.config["dataset"], self.config["data_dir"])
+        return Batches(images, labels, batch_size=batch_size, layout=image_layout(self.config["model"]),
+                       limit=limit, binarize=self.config["binarize"], seed=self.config["seed"] + 1,
+                       backend_name=self.config["backend"])
+
+    def test_images(self, count: int):
+        """The first ``count`` test images as one Tensor (fewer if the test set is smaller)."""
+        return next(iter(self.test_set(count, batch_size=count)))
+
+    def evaluate(self, k: int = 1000, limit: int | None = None,
+                 on_batch: Callable[[int, int], None] | None = None) -> dict:
+        """The report of ``tinyae eval``: for a VAE the test negative ELBO, its parts, the IWAE estimate of
+        −log p(x) with ``k`` samples, KL per dimension and active units; for the other autoencoders the
+        reconstruction loss. ``on_batch(images_done, images_total)`` follows the progress."""
+        import time
+
+        from . import evaluate
+
+        model, batches = self.model, self.test_set(limit)
+        report = {"run": str(self.path), "model": self.config["model"], "epoch": self.epoch,
+                  "dataset": self.config["dataset"], "test_images": batches.num_images,
+                  "data": "binarized (dynamic binarization, the test set drawn once)"
+                  if self.config["binarize"] else "continuous (grey levels in [0, 1])"}
+        started = time.perf_counter()
+        if model.is_variational:
+            report["likelihood"] = model.config["likelihood"]
+            progress = None if on_batch is None else (lambda done: on_batch(done, batches.num_images))
+            report.update(evaluate.evaluate_vae(model, batches, k, on_batch=progress, seed=self.config["seed"]))
+        else:
+            report["note"] = (f"a {self.config['model']} has no likelihood: only its reconstruction loss is "
+                              "reported (no ELBO, no importance-weighted log-likelihood)")
+            report.update(evaluate.evaluate_autoencoder(model, batches))
+        report["seconds"] = time.perf_counter() - started
+        return report
+
+    def write_eval(self, report: dict) -> Path:
+        """Save an ``evaluate`` report as RUN/eval.json (atomically); returns its path."""
+        path = self.path / "eval.json"
+        write_atomically(path, (json.dumps(report, indent=2) + "\n").encode(), "eval-write")
+        return path
+
+    # Figures ------------------------------------------------------------------------------------------
+    def figure_path(self, name: str) -> Path:
+        """Where figure ``name`` goes: RUN/figures/NAME.png."""
+        return self.path / FIGURES / f"{name}.png"
+
+    def loss_curves(self) -> Path:
+        """Train and test loss per epoch, and each part of the loss, from the metrics."""
+        from . import figures
+
+        if not self._metrics:
+            raise RunError(f"{self.path} has no metrics yet (no epoch has finished)")
+        return figures.loss_curves(self.metrics, self.figure_path("loss"))
+
+    def samples(self, n: int = 64) -> Path:
+        """n images decoded from z ~ N(0, I) (VAEs only)."""
+        from . import figures
+
+        if not self.model.is_variational:
+            raise RunError(f"{self.path} holds a {self.config['model']}, which has no prior to sample from; "
+                           "sampling needs a VAE")
+        return figures.samples(self.model, n, self.figure_path("samples"))
+
+    def reconstructions(self, count: int = 32) -> Path:
+        """The first ``count`` test images and their reconstructions."""
+        from . import figures
+
+        path = self.figure_path("reconstructions")
+        return figures.reconstructions(self.model, self.test_images(count), path)
+
+    def interpolations(self, pairs: int = 8, steps: int = 10) -> Path:
+        """Straight lines in latent space between pairs of test images, one pair a row."""
+        from . import figures
+
+        images = self.test_images(2 * pairs)
+        if len(images) < 2 * pairs:
+            raise RunError(f"--pairs {pairs} needs {2 * pairs} test images; the test set has {len(images)}")
+        path = self.figure_path("interpolation")
+        return figures.interpolations(self.model, images[0::2], images[1::2], path, steps)
+
+    def traversal(self, dims: int | None = None, index: int = 0, zero: bool = False) -> Path:
+        """One latent dimension at a time from −3σ to 3σ, around test image ``index``'s code or (``zero``)
+        0; an AE's steps are scaled by the spread of its codes over the first 1000 test images, and its
+        ``zero`` center is their mean."""
+        import numpy as np
+
+        from . import figures
+        from ..autograd import no_grad
+        from .evaluate import latent_means
+
+        model = self.model
+        latent_dim = model.config["latent_dim"]
+        spread = None
+        if not model.is_variational:
+            with no_grad():
+                codes = latent_means(model, self.test_images(1000)).numpy()
+            spread = codes.mean(axis=0), codes.std(axis=0)
+        if zero:
+            center, center_name = ((np.zeros(latent_dim), "0") if spread is None
+                                   else (spread[0], "the mean code"))
+        else:
+            images = self.test_images(max(index, 0) + 1)
+            if not 0 <= index < len(images):
+                raise RunError(f"--index {index} is not a test image (0 to {len(images) - 1})")
+            with no_grad():
+                center = latent_means(model, images[index:index + 1]).numpy()[0]
+            center_name = f"test digit {index}'s code"
+        return figures.traversal(model, center, min(dims or 10, latent_dim), self.figure_path("traversal"),
+                                 center_name, spread)
+
+    def manifold(self, size: int = 20) -> Path:
+        """The decoded grid over a 2-D latent space (a run trained with --latent-dim 2)."""
+        from . import figures
+
+        latent_dim = self.model.config["latent_dim"]
+        if latent_dim != 2:
+            raise RunError(f"the manifold needs a 2-D latent space; {self.path} has latent_dim {latent_dim} "
+                           "(train with --latent-dim 2, or see tinyae embed)")
+        return figures.manifold(self.model, self.figure_path("manifold"), size)
+
+    def embedding(self, limit: int | None = None) -> Path:
+        """The test set's latent means colored by digit (PCA above 2-D)."""
+        from . import figures
+        from ..autograd import no_grad
+        from ..functions import concatenate
+        from .evaluate import latent_means
+
+        batches = self.test_set(limit)
+        with no_grad():
+            codes = concatenate([latent_means(self.model, x) for x in batches]).numpy()
+        what = "posterior means μ(x)" if self.model.is_variational else "codes f(x)"
+        return figures.embedding(codes, batches.labels, self.figure_path("embedding"), f"test-set {what}")
+
+    def final_figures(self) -> list[Path]:
+        """The figures ``tinyae train`` draws at the end: reconstructions, samples (VAEs), loss curves."""
+        paths = [self.reconstructions()]
+        if self.model.is_variational:
+            paths.append(self.samples())
+        return [*paths, self.loss_curves()]
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.config['model']!r}, epoch={self.epoch})"
+
+
+def load_run(path: Path | str) -> Run:
+    """The run in folder ``path``, read-only: ``.config``, ``.model`` (trained weights, eval mode),
+    ``.metrics``, ``.epoch``, ``.evaluate(k=...)`` and the figures of the ``tinyae`` command."""
+    return Run.open(path)
