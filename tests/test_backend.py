@@ -156,39 +156,6 @@ def test_an_array_type_named_ndarray_elsewhere_is_no_cupy_array(monkeypatch):
         backend.array_module(impostor)
 
 
-def _is_glibc() -> bool:
-    try:
-        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (ValueError, OSError, AttributeError):
-        return False
-
-
-@pytest.mark.skipif(not _is_glibc(), reason="the malloc settings are glibc's")
-def test_freed_temporaries_are_reused_without_fresh_page_faults():
-    """A step's large temporaries, allocated and freed again and again, cost page faults only while malloc
-    hands freed memory back to the OS (the default), not after tinyae's import (see keep_freed_memory)."""
-    code = (
-        "import resource, numpy as np, tinyae\n"
-        "def step():\n"
-        "    arrays = [np.ones(3_200_000, np.float32) for _ in range(3)]  # 3 x 12.8 MB, as im2col's\n"
-        "    del arrays\n"
-        "step()\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "for _ in range(10):\n"
-        "    step()\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)\n"
-    )
-
-    def faults_per_step(setting: str) -> float:
-        env = dict(os.environ, TINYAE_KEEP_FREED_MEMORY=setting)
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        return float(result.stdout)
-
-    kept, returned = faults_per_step("1"), faults_per_step("0")
-    assert returned > 500  # of the 9,375 pages a step touches (1,100 here with glibc 2.36)
-    assert kept < 50
-
-
 def test_two_cupy_packages_are_one_clear_error(tmp_path, monkeypatch):
     """CuPy only warns when two of its packages are installed (and then fails in odd ways)."""
     fake = tmp_path / "cupy"
