@@ -21,7 +21,8 @@ def test_unknown_backend_is_refused():
 
 @pytest.mark.skipif(_cupy_available(), reason="CuPy and a GPU are present")
 def test_cupy_without_cupy_says_what_to_install():
-    with pytest.raises(RuntimeError, match=r"tinyae\[gpu-cuda12\].*CUDA Version: 12.*tinyae\[gpu-cuda13\]"):
+    with pytest.raises(RuntimeError, match=r'pip install "cupy-cuda12x\[ctk\]>=14.2" where .*CUDA Version: 12.*'
+                                           r'pip install "cupy-cuda13x\[ctk\]>=14.2" where it shows 13.x'):
         ta.set_backend("cupy")
     assert ta.get_backend() == BACKEND
 
@@ -121,7 +122,7 @@ def cupy_stand_in(module_name: str) -> type:
 @pytest.mark.parametrize("module_name", ["cupy", "cupy._core.core"])
 def test_a_cupy_array_loads_the_cupy_backend_on_sight(module_name):
     """It took the host branch before (np.asarray: CuPy's TypeError); now it loads CuPy, which fails here."""
-    with pytest.raises(RuntimeError, match=r"tinyae\[gpu-cuda12\]"):
+    with pytest.raises(RuntimeError, match=r"cupy-cuda12x\[ctk\]"):
         ta.tensor(cupy_stand_in(module_name)([1.0, 2.0]))
 
 
@@ -168,5 +169,6 @@ def test_two_cupy_packages_are_one_clear_error(tmp_path, monkeypatch):
     del sys.modules["cupy"]
     monkeypatch.setattr(backend, "_cupy", None)
     with pytest.raises(RuntimeError, match=r"two CuPy packages are installed \(cupy-cuda12x, cupy-cuda13x\); "
-                                           r"keep the one for your CUDA: pip uninstall both, then pip install"):
+                                           r"keep the one for your CUDA: pip uninstall -y cupy-cuda12x cupy-cuda13x, "
+                                           r"then pip install \"cupy-cuda12x"):
         backend._load_cupy()

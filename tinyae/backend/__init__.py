@@ -34,11 +34,9 @@ def _load_cupy() -> ModuleType:
     global _cupy
     if _cupy is not None:
         return _cupy
-    hint = (
-        "the 'cupy' backend needs an NVIDIA GPU and CuPy with the CUDA libraries it compiles kernels with: "
-        "pip install \"tinyae[gpu-cuda12]\" where nvidia-smi shows \"CUDA Version: 12.x\", "
-        "\"tinyae[gpu-cuda13]\" where it shows 13.x"
-    )
+    install = ('pip install "cupy-cuda12x[ctk]>=14.2" where nvidia-smi shows "CUDA Version: 12.x" (13.x drivers '
+               'run it too), pip install "cupy-cuda13x[ctk]>=14.2" where it shows 13.x')
+    hint = f"the 'cupy' backend needs an NVIDIA GPU and CuPy with the CUDA libraries it compiles kernels with: {install}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -49,8 +47,9 @@ def _load_cupy() -> ModuleType:
         installed = re.search(r"multiple CuPy packages are installed\s+in your environment:\s+([^\n]+)",
                               str(warning.message))
         if installed:  # CuPy only warns, and then fails in odd ways: say it once, clearly
-            raise RuntimeError(f"two CuPy packages are installed ({installed.group(1).strip()}); keep the one "
-                               f"for your CUDA: pip uninstall both, then {hint.split(': ', 1)[1]}")
+            names = installed.group(1).strip()
+            raise RuntimeError(f"two CuPy packages are installed ({names}); keep the one for your CUDA: "
+                               f"pip uninstall -y {names.replace(',', '')}, then {install}")
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     try:
         count = cupy.cuda.runtime.getDeviceCount()
