@@ -31,13 +31,24 @@ def run(command: list, cwd: Path, env: dict | None = None) -> str:
     return result.stdout
 
 
+def can_build_offline() -> bool:
+    """This environment can build the wheel itself: setuptools 70.1 or later, or an older one and wheel (the
+    dev extra brings setuptools>=70.1)."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    version = tuple(int(part) for part in setuptools.__version__.split(".")[:2] if part.isdigit())
+    return version >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 def build_wheel(tmp_path: Path) -> Path:
     """The wheel of a copy of the checkout (the build leaves build/ and *.egg-info beside its sources)."""
     source = tmp_path / "source"
     shutil.copytree(ROOT / "tinyae", source / "tinyae", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
-    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []  # offline if we can
+    isolation = ["--no-build-isolation"] if can_build_offline() else []  # else pip fetches setuptools
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-w", tmp_path / "dist", source], tmp_path)
     (wheel,) = (tmp_path / "dist").glob("tinyae-*.whl")
     return wheel
