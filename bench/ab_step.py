@@ -29,8 +29,9 @@ sys.path.insert(0, {bench!r})
 import numpy as np
 import tinyae
 from tinyae import models, optim
-from common import mnist_batch
+from common import configure_process, mnist_batch
 from overhead import OPS, chain
+configure_process()
 
 def seconds(step, count):
     started = time.perf_counter()

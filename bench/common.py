@@ -16,6 +16,17 @@ import numpy as np
 THREADS = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
 
 
+def configure_process(threads: int = THREADS) -> None:
+    """The process settings that the tinyae command makes (tinyae.app.process): malloc keeps freed memory,
+    and the BLAS pools get ``threads`` threads. Each benchmark's main() calls it first. A checkout from before
+    tinyae.app.process (ab_step.py's base) made the malloc setting when imported."""
+    try:
+        from tinyae.app.process import configure_process as configure
+    except ImportError:
+        from threadpoolctl import threadpool_limits as configure
+    configure(threads)
+
+
 def mnist_batch(batch_size: int = 128) -> np.ndarray:
     """The first ``batch_size`` training images, float32 in [0, 1], shape (B, 784)."""
     from tinyae.data import load_mnist

@@ -17,7 +17,7 @@ import statistics
 
 import numpy as np
 
-from common import machine, mnist_batch
+from common import configure_process, machine, mnist_batch
 from roofline import BATCH, LAYERS, elapsed, matmuls_only, tinyae_step
 from tinyae.ops.activation import relu_backward, relu_forward
 from tinyae.ops.loss import bce_with_logits, gaussian_kl_terms
@@ -75,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
+    configure_process()
     images = mnist_batch(BATCH)
     gemms = matmuls_only()
     # Each step follows a round of matrix products, so both find the cache in the same state; alternating,

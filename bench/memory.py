@@ -13,7 +13,7 @@ import gc
 import tracemalloc
 
 import tinyae
-from common import machine, mnist_batch
+from common import configure_process, machine, mnist_batch
 from tinyae import models, optim
 
 
@@ -21,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
+    configure_process()
 
     print("| model | held after 10 steps MB | held after N steps MB | peak during a step MB |")
     print("|---|---|---|---|")

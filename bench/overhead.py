@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 import tinyae
-from common import THREADS, alternate, machine
+from common import THREADS, alternate, configure_process, machine
 
 OPS = {
     "mul": lambda x, y: x * y,
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--ops", type=int, default=1000, help="ops per chain")
     args = parser.parse_args()
+    configure_process()
 
     import torch
 

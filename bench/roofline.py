@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import tinyae
-from common import machine, mnist_batch
+from common import configure_process, machine, mnist_batch
 from tinyae import models, optim
 
 LAYERS = [(784, 400), (400, 20), (400, 20), (20, 400), (400, 784)]  # fc1, fc21, fc22, fc3, fc4
@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
+    configure_process()
 
     step = tinyae_step(mnist_batch(BATCH))
     gemms = matmuls_only()

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 import tinyae
-from common import THREADS, alternate, machine, mnist_batch, torch_models
+from common import THREADS, alternate, configure_process, machine, mnist_batch, torch_models
 from tinyae import models, optim
 
 
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="steps per round")
     args = parser.parse_args()
+    configure_process()
 
     import torch
 

@@ -73,3 +73,33 @@ def test_embedding_in_one_two_and_more_dimensions(dims, tmp_path):
     labels = np.repeat(np.arange(10), 30)
     codes = rng.normal(size=(300, dims)) + labels[:, None] * 0.5
     assert_png_shows_something(figures.embedding(codes, labels, tmp_path / "embedding.png", "test codes"))
+
+
+def loss_records(epochs, parts):
+    return [{"epoch": epoch, "train_loss": 100.0 / epoch, "test_loss": 110.0 / epoch,
+             **{f"{split}_{part}": 50.0 / epoch for split in ("train", "test") for part in parts}}
+            for epoch in epochs]
+
+
+@pytest.mark.parametrize("parts, panels", [(["recon"], ["loss"]), (["kl", "recon"], ["loss", "kl", "recon"]),
+                                           (["recon", "sparsity"], ["loss", "recon", "sparsity"])])
+def test_loss_figure_has_a_panel_per_part_only_where_the_loss_has_several(parts, panels):
+    figure = figures.loss_figure(loss_records([1, 2, 3], parts))
+    assert [axis.get_ylabel().split()[0] for axis in figure.axes] == panels
+
+
+@pytest.mark.parametrize("epochs", [[1], [1, 2], [3, 4, 5], list(range(1, 38))])
+def test_loss_figure_ticks_are_whole_epochs(epochs, tmp_path):
+    figure = figures.loss_figure(loss_records(epochs, ["kl", "recon"]))
+    for axis in figure.axes:
+        ticks = axis.get_xticks()
+        assert ticks[0] == epochs[0] and ticks[-1] <= epochs[-1] and 1 <= len(ticks) <= 10
+        assert np.all(ticks == np.round(ticks)) and len(set(np.diff(ticks))) <= 1
+    assert_png_shows_something(figures.loss_curves(loss_records(epochs, ["recon"]), tmp_path / "loss.png"))
+
+
+def test_epoch_ticks_by_hand():
+    assert figures.epoch_ticks(1, 1) == [1]
+    assert figures.epoch_ticks(1, 10) == list(range(1, 11))
+    assert figures.epoch_ticks(1, 11) == [1, 3, 5, 7, 9, 11]
+    assert figures.epoch_ticks(5, 30) == [5, 8, 11, 14, 17, 20, 23, 26, 29]

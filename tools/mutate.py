@@ -43,7 +43,7 @@ def stale(mutant: Mutant) -> str | None:
 
 
 def scratch_copy(directory: Path) -> Path:
-    """A copy of what the tests need (the package, the tests, the data is linked) to mutate freely."""
+    """A copy of what the tests need (the package with its data, the tests) to mutate freely."""
     copy = directory / "repo"
     copy.mkdir()
     for name in ("tinyae", "tests", "examples", "docs", "bench"):
@@ -51,7 +51,6 @@ def scratch_copy(directory: Path) -> Path:
             shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "out"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, copy / name)
-    (copy / "data").symlink_to(ROOT / "data")
     return copy
 
 

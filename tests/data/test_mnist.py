@@ -20,6 +20,8 @@ TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 def isolated(tmp_path, monkeypatch):
     """No $TINYAE_DATA, an empty cache and home, and mirrors that cannot be reached."""
     monkeypatch.delenv("TINYAE_DATA", raising=False)
+    for variable in mnist.MIRROR_VARIABLES.values():
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for dataset in mnist.DATASETS:
@@ -142,10 +144,10 @@ def test_cache_location_follows_xdg_then_home(tmp_path, monkeypatch):
     assert mnist.cache_dir("fashion-mnist") == tmp_path / "home" / ".cache" / "tinyae" / "fashion-mnist"
 
 
-def test_bundled_copy_is_found_next_to_the_package():
+def test_bundled_copy_is_package_data():
     import tinyae
 
-    assert mnist.BUNDLED_ROOT == Path(tinyae.__file__).resolve().parents[1] / "data"
+    assert mnist.BUNDLED_ROOT == Path(tinyae.__file__).resolve().parent / "data" / "files"
     assert mnist.find_file("t10k-labels-idx1-ubyte") == BUNDLED / "t10k-labels-idx1-ubyte.gz"
 
 
@@ -252,12 +254,12 @@ def test_fashion_mnist_is_verified_by_checksum(tmp_path):
         load_mnist("test", dataset="fashion-mnist", data_dir=tmp_path)
 
 
-def test_fashion_mnist_is_not_downloaded_and_says_where_to_get_it(tmp_path):
+def test_fashion_mnist_without_mirrors_says_where_to_get_it(tmp_path):
     with pytest.raises(DataNotFoundError) as error:
         load_mnist("test", dataset="fashion-mnist", data_dir=tmp_path)
     message = str(error.value)
     assert f"{tmp_path / 'fashion-mnist'} (" in message and "mirror" not in message
-    assert "dataset-fashion-mnist" in message and "--data-dir" in message
+    assert "sudo apt install dataset-fashion-mnist, then --data-dir /usr/share/datasets/fashion-mnist" in message
 
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -1,5 +1,6 @@
-"""The ``tinyae`` command: train a model on MNIST, then evaluate it and draw what it learned.
+"""The tinyae command: train an autoencoder on MNIST, then evaluate it and draw what it learned.
 
+examples:
     tinyae train                          # the default VAE, 10 epochs, into runs/vae
     tinyae train --model conv-vae --epochs 5 --limit 10000
     tinyae train --resume runs/vae --epochs 20
@@ -16,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import evaluate
+from .. import __version__
+from . import evaluate, process
 from .checkpoint import CheckpointError
 from ..data import DataError, DataNotFoundError
 from ..models import MODELS
@@ -56,10 +58,22 @@ def non_negative_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinyae", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The command line: every help text is plain text, every command has a description and --threads."""
+    summary, _, examples = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(prog="tinyae", description=summary, epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tinyae {__version__}")
+    every = argparse.ArgumentParser(add_help=False)  # the options of every command
+    every.add_argument("--threads", type=positive_int, metavar="N",
+                       help="threads of the BLAS and OpenMP pools (default: the machine's physical cores, "
+                            f"{process.physical_cores()} here; 1 where other programs keep the cores busy)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model on MNIST and write a run folder")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, help=help_text, description=help_text, parents=[every])
+
+    train = command("train", "train a model on MNIST or Fashion-MNIST and write a run folder (config.json, "
+                             "metrics.jsonl, checkpoint.npz, figures/)")
     model = train.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), help="which autoencoder (default: vae)")
     model.add_argument("--latent-dim", type=positive_int, help="size of the code z (default 20; sparse-ae 64)")
@@ -93,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("run", type=Path, metavar="RUN", help="a run folder written by tinyae train")
-        return command
+        parser = command(name, help_text)
+        parser.add_argument("run", type=Path, metavar="RUN", help="a run folder written by tinyae train")
+        return parser
 
     evaluation = run_command("eval", "test-set negative ELBO, IWAE log-likelihood, KL per dimension, "
                                      "active units")
@@ -119,8 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = run_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
     run_command("plot", "loss curves from metrics.jsonl")
-    gradcheck = commands.add_parser("gradcheck", help=gradcheck_catalog.DESCRIPTION,
-                                    description=gradcheck_catalog.DESCRIPTION)
+    gradcheck = command("gradcheck", gradcheck_catalog.DESCRIPTION)
     gradcheck_catalog.add_arguments(gradcheck)
     return parser
 
@@ -249,6 +262,7 @@ def command_figure(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    process.configure_process(args.threads)
     if args.command == "gradcheck":
         return gradcheck_catalog.command(args)
     handlers = {"train": command_train, "eval": command_eval}

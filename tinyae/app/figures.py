@@ -1,9 +1,11 @@
-"""Figures with matplotlib (Agg, headless): image grids, loss curves, reconstructions, samples, and walks
-through the latent space (interpolations, traversals, the 2-D manifold, the embedding of the test set).
+"""Figures with matplotlib: image grids, loss curves, reconstructions, samples, and walks through the latent
+space (interpolations, traversals, the 2-D manifold, the embedding of the test set).
 
-Every function writes one PNG and returns its path. Images are (n, 28, 28) or (n, 784) NumPy arrays of
-intensities in [0, 1]; models are run in eval mode without recording a graph. Latent grids are built on
-the host (a few numbers) and sent to the model's backend once; decoded images come back once.
+Every function writes one PNG and returns its path. Each figure is a ``matplotlib.figure.Figure`` drawn on
+its own Agg canvas: neither pyplot nor a global backend is used, so importing this module or drawing a
+figure leaves matplotlib's settings as the program chose them. Images are (n, 28, 28) or (n, 784) NumPy
+arrays of intensities in [0, 1]; models are run in eval mode without recording a graph. Latent grids are
+built on the host (a few numbers) and sent to the model's backend once; decoded images come back once.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ import math
 from pathlib import Path
 from statistics import NormalDist
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
+from ..autograd import no_grad
+from .evaluate import latent_means
+from ..models import Autoencoder
+from ..tensor import Tensor
 
-from ..autograd import no_grad  # noqa: E402
-from .evaluate import latent_means  # noqa: E402
-from ..models import Autoencoder  # noqa: E402
-from ..tensor import Tensor  # noqa: E402
+DIGIT_COLORS = colormaps["tab10"]
 
-DIGIT_COLORS = plt.get_cmap("tab10")
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas (no pyplot, no global backend)."""
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def as_images(values) -> np.ndarray:
@@ -45,7 +52,8 @@ def image_grid(images, path: Path, columns: int = 8, title: str | None = None, r
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         canvas[1 + row * (side + 1): (row + 1) * (side + 1), 1 + column * (side + 1): (column + 1) * (side + 1)] = image
-    figure, axes = plt.subplots(figsize=(columns * 0.6 + 0.6, rows * 0.6 + (0.5 if title else 0.2)))
+    figure = new_figure((columns * 0.6 + 0.6, rows * 0.6 + (0.5 if title else 0.2)))
+    axes = figure.subplots()
     axes.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     centers = [(side + 1) * (i + 0.5) for i in range(max(rows, columns))]
     axes.set_xticks(centers[:len(column_labels)] if column_labels else [], column_labels or [], fontsize=7)
@@ -58,29 +66,41 @@ def image_grid(images, path: Path, columns: int = 8, title: str | None = None, r
     return save(figure, path)
 
 
-def save(figure, path: Path) -> Path:
+def save(figure: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return path
 
 
 def loss_curves(metrics: list[dict], path: Path) -> Path:
     """Train and test loss per epoch, and each loss part, from the records of metrics.jsonl."""
+    return save(loss_figure(metrics), path)
+
+
+def loss_figure(metrics: list[dict]) -> Figure:
+    """One panel for the loss, and one per part where the loss has several (a VAE's recon and kl); a single
+    part is the loss itself (an AE's recon) and gets no panel of its own. The epochs are integer ticks."""
     epochs = [record["epoch"] for record in metrics]
     parts = sorted({key[len("test_"):] for record in metrics for key in record if key.startswith("test_")} - {"loss"})
-    figure, axes = plt.subplots(1, 1 + len(parts), figsize=(4.5 * (1 + len(parts)), 3.5), squeeze=False)
-    for axis, name in zip(axes[0], ["loss", *parts]):
+    panels = ["loss", *parts] if len(parts) > 1 else ["loss"]
+    figure = new_figure((4.5 * len(panels), 3.5))
+    for axis, name in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
         for split, style in (("train", "-o"), ("test", "--s")):
             axis.plot(epochs, [record.get(f"{split}_{name}") for record in metrics], style, label=split, markersize=3)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xticks(epoch_ticks(min(epochs), max(epochs)))
         axis.set_ylabel(f"{name} (nats per image)")
         axis.legend()
         axis.grid(alpha=0.3)
     figure.suptitle("loss per epoch")
-    return save(figure, path)
+    return figure
+
+
+def epoch_ticks(first: int, last: int, most: int = 10) -> list[int]:
+    """At most ``most`` integer ticks from ``first`` to ``last``, evenly spaced by a whole number of epochs."""
+    step = math.ceil((last - first + 1) / most)
+    return list(range(first, last + 1, step))
 
 
 @no_grad()
@@ -194,7 +214,8 @@ def embedding(codes: np.ndarray, labels: np.ndarray, path: Path, what: str) -> P
         points, title, axis_names = codes, f"{what} in the 2-D latent space", ("z1", "z2")
     else:
         points, title, axis_names = np.stack([codes[:, 0], labels], axis=1), f"{what} (1-D)", ("z1", "digit")
-    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    figure = new_figure((6.5, 5.5))
+    axes = figure.subplots()
     for digit in np.unique(labels):
         chosen = labels == digit
         axes.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6,

@@ -9,13 +9,10 @@ works whatever the active backend.
 
 Checks that would have to read a device array (are all probabilities in [0, 1]? all indices in range?) are
 device asserts (``device_assert``): on the GPU they cost no synchronisation, and fail at the next host read.
-
-On glibc, importing tinyae also tells ``malloc`` to keep freed memory for reuse (``keep_freed_memory``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import warnings
@@ -37,11 +34,9 @@ def _load_cupy() -> ModuleType:
     global _cupy
     if _cupy is not None:
         return _cupy
-    hint = (
-        "the 'cupy' backend needs an NVIDIA GPU and CuPy with the CUDA libraries it compiles kernels with: "
-        "pip install \"tinyae[gpu-cuda12]\" where nvidia-smi shows \"CUDA Version: 12.x\", "
-        "\"tinyae[gpu-cuda13]\" where it shows 13.x"
-    )
+    install = ('pip install "cupy-cuda12x[ctk]>=14.2" where nvidia-smi shows "CUDA Version: 12.x" (13.x drivers '
+               'run it too), pip install "cupy-cuda13x[ctk]>=14.2" where it shows 13.x')
+    hint = f"the 'cupy' backend needs an NVIDIA GPU and CuPy with the CUDA libraries it compiles kernels with: {install}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -52,8 +47,9 @@ def _load_cupy() -> ModuleType:
         installed = re.search(r"multiple CuPy packages are installed\s+in your environment:\s+([^\n]+)",
                               str(warning.message))
         if installed:  # CuPy only warns, and then fails in odd ways: say it once, clearly
-            raise RuntimeError(f"two CuPy packages are installed ({installed.group(1).strip()}); keep the one "
-                               f"for your CUDA: pip uninstall both, then {hint.split(': ', 1)[1]}")
+            names = installed.group(1).strip()
+            raise RuntimeError(f"two CuPy packages are installed ({names}); keep the one for your CUDA: "
+                               f"pip uninstall -y {names.replace(',', '')}, then {install}")
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     try:
         count = cupy.cuda.runtime.getDeviceCount()
@@ -231,29 +227,18 @@ def get_default_dtype() -> np.dtype:
 set_backend(os.environ.get("TINYAE_BACKEND", "numpy"))
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed blocks for reuse rather than hand them back to the OS at once.
-
-    A training step allocates and frees the same large temporaries every time (im2col matrices of ~13 MB
-    for the conv VAE). By default glibc returns the top of its heap to the OS whenever more than about
-    twice the largest freed block is free, so the next step takes every page again as a fresh page fault:
-    ~10,000 a step for the conv VAE, a third of its time on a 2-core VM. Here blocks under 32 MiB come
-    from the heap, and up to 128 MiB of free heap is kept. Called once when tinyae is imported; set
-    ``TINYAE_KEEP_FREED_MEMORY=0`` to leave malloc as it is. Returns whether the settings were applied
-    (False on other C libraries, or when switched off).
-    """
-    if os.environ.get("TINYAE_KEEP_FREED_MEMORY", "1") == "0":
+def env_flag(name: str, default: bool) -> bool:
+    """The boolean environment variable ``name``: 1/true/yes/on or 0/false/no/off, in any case; ``default``
+    where it is unset or empty. Any other value is a ``ValueError`` naming the variable and the words."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
         return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return False
-    except (ValueError, OSError, AttributeError):  # not glibc, or no confstr on this platform
-        return False
-    mallopt = ctypes.CDLL(None).mallopt
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 128 << 20))
-
-
-keep_freed_memory()
+    raise ValueError(f"{name}={value!r} is not a boolean; expected one of "
+                     f"{'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)} (any case)")

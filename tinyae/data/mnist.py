@@ -5,14 +5,15 @@ Where the files are looked for, in order (the first place that has a file wins; 
 
 1. ``data_dir`` (the command line's ``--data-dir``), then ``data_dir/<dataset>``;
 2. ``$TINYAE_DATA``, then ``$TINYAE_DATA/<dataset>``;
-3. the copy bundled with the repository, ``<repo>/data/<dataset>`` (MNIST only; found next to the
-   ``tinyae`` package, i.e. ``Path(tinyae.__file__).parents[1] / "data"``, which is the repository root
-   for the editable install a clone makes);
+3. the copy bundled with the package, ``tinyae/data/files/<dataset>`` (MNIST only: package data, so
+   ``pip install .`` and a built wheel train offline from any folder);
 4. the user cache, ``$XDG_CACHE_HOME/tinyae/<dataset>`` or ``~/.cache/tinyae/<dataset>``.
 
-If none has an MNIST file, it is downloaded from the public mirrors (``MIRRORS``) into the cache,
-verified before it is written, and written atomically (a temporary file, then ``os.replace``). Without a
-network, ``DataNotFoundError`` lists every place looked and every mirror tried.
+If none has the file, it is downloaded into the cache from ``$TINYAE_MNIST_URL`` or
+``$TINYAE_FASHION_MNIST_URL`` where set (a mirror of your own), then from the public mirrors
+(``MIRRORS``); it is verified before it is written, and written atomically (a temporary file, then
+``os.replace``). Without a network, ``DataNotFoundError`` lists every place looked and every mirror tried,
+and says where to get the files offline.
 
 Every file is verified before use: its IDX structure (``idx.parse_idx``) and the MD5 of its uncompressed
 bytes, so a gzipped and a raw copy of the same file both pass and nothing trains on bad data. A file that
@@ -61,27 +62,39 @@ CHECKSUMS = {
     },
 }
 
-# Base URLs tried in order; a file is fetched as base + name + ".gz". Fashion-MNIST is never downloaded.
+# Public base URLs tried in order; a file is fetched as base + name + ".gz".
 MIRRORS: dict[str, tuple[str, ...]] = {
     "mnist": (
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     ),
-    "fashion-mnist": (),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),  # the project's own
 }
+# The environment variable naming a mirror of your own, tried first (a base URL, as in MIRRORS).
+MIRROR_VARIABLES = {"mnist": "TINYAE_MNIST_URL", "fashion-mnist": "TINYAE_FASHION_MNIST_URL"}
 DOWNLOAD_TIMEOUT_S = 60
 
-# <repo>/data, the parent of the bundled <dataset> folders: the folder next to the tinyae package.
-BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data"
+# The parent of the bundled <dataset> folders: package data beside this module.
+BUNDLED_ROOT = Path(__file__).resolve().parent / "files"
 
-_NOT_BUNDLED_HINT = {
+# Where to get the files without tinyae's download: commands that work, then the folder to pass.
+OFFLINE_HINTS = {
+    "mnist": (
+        "Offline? Reinstall tinyae (pip install . in its repository; the package bundles MNIST), or copy the "
+        "four files (gzipped or not) into a folder and pass it as --data-dir."
+    ),
     "fashion-mnist": (
-        "Fashion-MNIST is neither bundled nor downloaded: get its four files from "
-        "https://github.com/zalandoresearch/fashion-mnist (data/fashion), or install Debian's "
-        "dataset-fashion-mnist package (it puts them in /usr/share/datasets/fashion-mnist), "
-        "then pass that folder as --data-dir (data_dir=...)."
+        "Offline? On Debian or Ubuntu: sudo apt install dataset-fashion-mnist, then --data-dir "
+        "/usr/share/datasets/fashion-mnist. Elsewhere: git clone https://github.com/zalandoresearch/fashion-mnist, "
+        "then --data-dir fashion-mnist/data/fashion."
     ),
 }
+
+
+def mirrors(dataset: str) -> tuple[str, ...]:
+    """The base URLs to download ``dataset`` from: ``$TINYAE_<DATASET>_URL`` where set, then ``MIRRORS``."""
+    own = os.environ.get(MIRROR_VARIABLES[dataset], "").strip()
+    return ((own if own.endswith("/") else own + "/",) if own else ()) + MIRRORS[dataset]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -140,7 +153,7 @@ def _download(name: str, dataset: str, failures: list[str], unreachable: set[str
     not tried again for the next file (offline, each try could wait for the timeout).
     """
     target_dir = cache_dir(dataset)
-    for base in MIRRORS[dataset]:
+    for base in mirrors(dataset):
         if base in unreachable:
             continue
         url = f"{base}{name}.gz"
@@ -183,12 +196,11 @@ def _not_found(missing: list[str], dataset: str, data_dir, failures: list[str]) 
     lines = [f"{dataset}: cannot find {files}. Looked in, in order:"]
     for number, (label, folder) in enumerate(search_path(dataset, data_dir), 1):
         lines.append(f"  {number}. {folder} ({label})" if folder is not None else f"  {number}. {label}")
-    if MIRRORS[dataset]:
+    if mirrors(dataset):
         lines.append("and the download failed from every mirror:")
-        lines += [f"  - {failure}" for failure in failures] or [f"  - {base}" for base in MIRRORS[dataset]]
-        lines.append("Offline? Copy the files (gzipped or not) into one of those folders, or use --data-dir.")
-    lines.append(_NOT_BUNDLED_HINT.get(dataset, ""))
-    return DataNotFoundError("\n".join(line for line in lines if line))
+        lines += [f"  - {failure}" for failure in failures] or [f"  - {base}" for base in mirrors(dataset)]
+    lines.append(OFFLINE_HINTS[dataset])
+    return DataNotFoundError("\n".join(lines))
 
 
 def load_mnist(
