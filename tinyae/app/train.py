@@ -22,7 +22,9 @@ from .. import backend, optim
 from . import checkpoint
 from .. import random as tinyae_random
 from ..autograd import no_grad
-from ..data import Batches, load_mnist
+from ..data import Batches, DataNotFoundError, load_mnist
+from ..data.mnist import missing_from
+from .validate import ConfigError, check_config
 from ..models import MODELS, image_layout
 
 
@@ -62,13 +64,24 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def load_data(config: dict) -> tuple[Batches, Batches]:
     """(train batches, shuffled and optionally binarized; test batches, in order) on the run's backend."""
     layout = image_layout(config["model"])
-    train_images, train_labels = load_mnist("train", config["dataset"], config["data_dir"])
-    test_images, test_labels = load_mnist("test", config["dataset"], config["data_dir"])
+    train_images, train_labels = load_split("train", config)
+    test_images, test_labels = load_split("test", config)
     train = Batches(train_images, train_labels, batch_size=config["batch_size"], shuffle=True,
                     binarize=config["binarize"], layout=layout, limit=config["limit"], seed=config["seed"])
     test = Batches(test_images, test_labels, batch_size=500, layout=layout, limit=config["test_limit"],
                    binarize=config["binarize"], seed=config["seed"] + 1)
     return train, test
+
+
+def load_split(split: str, config: dict):
+    """(images, labels) of one split of the run's dataset; a data_dir must hold the files itself (no
+    silent fallback to the bundled copy)."""
+    if config["data_dir"] is not None:
+        missing = missing_from(config["data_dir"], split, config["dataset"])
+        if missing:
+            raise DataNotFoundError(f"--data-dir {config['data_dir']} holds no {', '.join(missing)} (raw or "
+                                    f".gz, in it or in its {config['dataset']} subfolder)")
+    return load_mnist(split, config["dataset"], config["data_dir"])
 
 
 def loss_values(model, total, parts) -> dict:
@@ -116,10 +129,15 @@ class Trainer:
         checkpoint.save(self.run_dir / "checkpoint.npz", self.config, self.model.state_dict(), state, self.epoch)
 
     def restore(self) -> None:
-        saved = checkpoint.load(self.run_dir / "checkpoint.npz")
+        path = self.run_dir / "checkpoint.npz"
+        saved = checkpoint.load(path, checkpoint.expected_arrays(self.model.state_dict()))
         self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
-        self.train_batches.set_state(saved["optimizer"]["data"])
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
+            self.train_batches.set_state(saved["optimizer"]["data"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise checkpoint.CheckpointError(f"{path} has a damaged optimizer or data state "
+                                             f"({type(error).__name__}: {error})") from None
         self.epoch = saved["epoch"]
         _truncate_metrics(self.run_dir / "metrics.jsonl", self.epoch)
 
@@ -198,8 +216,32 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
     """Drop metric lines of epochs after the checkpoint (a run killed after writing them)."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(line + "\n" for line in lines))
+    records = read_metrics_lines(path)
+    kept = [line for line, record in records if record["epoch"] <= epochs]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def read_metrics_lines(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) of each line of a metrics.jsonl; a damaged line is a RunError naming the file and line
+    (each record is a JSON object with an integer epoch >= 1)."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise RunError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            raise RunError(f"{path}, line {number}: not valid JSON ({type(error).__name__}: "
+                           f"{str(error)[:80]})") from None
+        if not isinstance(record, dict) or type(record.get("epoch")) is not int or record["epoch"] < 1:
+            raise RunError(f"{path}, line {number}: expected a JSON object with an integer epoch >= 1, "
+                           f"got {line[:80]!r}")
+        records.append((line, record))
+    return records
 
 
 class ProgressBar:
@@ -231,12 +273,18 @@ def read_config(run_dir: Path) -> dict:
     if not path.is_file():
         raise RunError(f"{run_dir} is not a tinyae run (it has no config.json)")
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(f"{path} is not valid JSON: {error}") from None
+        config = json.loads(path.read_bytes().decode())
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise RunError(f"{path} is not valid JSON: {type(error).__name__}: {str(error)[:100]}") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path} must hold a JSON object, got {type(config).__name__}")
     if config.get("format_version") != checkpoint.FORMAT_VERSION:
         raise RunError(f"{run_dir} was written by an incompatible tinyae (format "
                        f"{config.get('format_version')!r}, expected {checkpoint.FORMAT_VERSION})")
+    try:
+        check_config(config, extra=("format_version",))
+    except ConfigError as error:
+        raise RunError(f"{path} is damaged: {error}") from None
     return config
 
 

@@ -131,7 +131,7 @@ def check_model_config(model: str, model_config: object) -> None:
                               f"(expected some of {', '.join(known)})")
         MODEL_KEYS[key][0](f"model_config.{key}", value)
     if model_config.get("noise") == "mask" and model_config.get("noise_level", 0.3) >= 1:
-        raise ConfigError(f"model_config.noise_level is a masking probability with noise 'mask': it must "
+        raise ConfigError(f"model_config.noise_level (--noise) is a masking probability with noise 'mask': it must "
                           f"be >= 0 and < 1, got {model_config['noise_level']!r}")
 
 
