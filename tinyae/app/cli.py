@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import traceback
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from ..autograd import no_grad
 from . import validate
 from .checkpoint import CheckpointError
 from .validate import MAX_WIDTH, ConfigError
-from ..data import Batches, DataError, DataNotFoundError, load_mnist
+from ..data import Batches, DataError, DataNotFoundError
 from ..functions import concatenate
 from ..models import MODELS, Autoencoder, image_layout
 from ..nn.module import StateDictError
