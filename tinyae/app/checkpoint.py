@@ -128,12 +128,14 @@ def load(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] | Non
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    shapes = None if expected is None else {(tuple(shape), np.dtype(dtype)) for shape, dtype in expected.values()}
+    shapes = set() if expected is None else {(tuple(shape), np.dtype(dtype))
+                                             for shape, dtype in expected.values()}
 
     def allowed(name: str, shape: tuple, dtype: np.dtype) -> str | None:
         if name == "meta":
             if dtype != np.uint8 or len(shape) != 1 or shape[0] > META_LIMIT:
-                return f"must be at most {META_LIMIT} bytes of uint8 JSON text, found {dtype} of shape {shape}"
+                return (f"must be at most {META_LIMIT} bytes of uint8 JSON text, found {dtype} of shape "
+                        f"{shape}")
             return None
         if expected is None:
             return None
@@ -171,8 +173,8 @@ def load(path: Path, expected: dict[str, tuple[tuple[int, ...], np.dtype]] | Non
     except CheckpointError:
         raise
     except (ValueError, *ZIP_ERRORS) as error:
-        raise CheckpointError(f"{path} is not a tinyae checkpoint: the file is damaged or not an .npz archive "
-                              f"({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path} is not a tinyae checkpoint: the file is damaged or not an .npz "
+                              f"archive ({type(error).__name__}: {error})") from None
     meta = _read_meta(path, arrays.pop("meta"))
     model = {key[len("model/"):]: value for key, value in arrays.items() if key.startswith("model/")}
     try:
@@ -191,7 +193,8 @@ def _read_meta(path: Path, raw: np.ndarray) -> dict:
         raise CheckpointError(f"{path} has damaged metadata: not valid JSON text "
                               f"({type(error).__name__}: {str(error)[:100]})") from None
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} has damaged metadata: expected a JSON object, got {type(meta).__name__}")
+        raise CheckpointError(f"{path} has damaged metadata: expected a JSON object, got "
+                              f"{type(meta).__name__}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format_version')!r}; this tinyae "
                               f"reads format {FORMAT_VERSION}")
@@ -202,5 +205,6 @@ def _read_meta(path: Path, raw: np.ndarray) -> dict:
     if type(epoch) is not int or epoch < 0:
         raise CheckpointError(f"{path} has damaged metadata: epoch must be an integer >= 0, got {epoch!r}")
     if not isinstance(meta["config"], dict):
-        raise CheckpointError(f"{path} has damaged metadata: config must be an object, got {meta['config']!r}")
+        raise CheckpointError(f"{path} has damaged metadata: config must be an object, got "
+                              f"{str(meta['config'])[:80]!r}")
     return meta

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     interpolate.add_argument("--steps", type=FIGURE_COUNT, default=10, help="points per line (default 10)")
     traverse = run_command("traverse", "vary one latent dimension at a time from -3σ to 3σ")
     traverse.add_argument("--dims", type=FIGURE_COUNT, help="dimensions, one a row (default 10, or all if fewer)")
-    traverse.add_argument("--index", type=validate.index(), default=0, help="test digit whose code the others keep (default 0)")
+    traverse.add_argument("--index", type=validate.index(), default=0,
+                          help="test digit whose code the others keep (default 0)")
     traverse.add_argument("--zero", action="store_true",
                           help="keep the other dimensions at 0 instead (an AE's: at its mean test code)")
     manifold = run_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")

@@ -131,8 +131,8 @@ def check_model_config(model: str, model_config: object) -> None:
                               f"(expected some of {', '.join(known)})")
         MODEL_KEYS[key][0](f"model_config.{key}", value)
     if model_config.get("noise") == "mask" and model_config.get("noise_level", 0.3) >= 1:
-        raise ConfigError(f"model_config.noise_level (--noise) is a masking probability with noise 'mask': it must "
-                          f"be >= 0 and < 1, got {model_config['noise_level']!r}")
+        raise ConfigError(f"model_config.noise_level (--noise) is a masking probability with noise 'mask': it "
+                          f"must be >= 0 and < 1, got {model_config['noise_level']!r}")
 
 
 def check_config(config: object, extra: tuple[str, ...] = ()) -> None:
@@ -198,8 +198,8 @@ def index() -> Callable[[str], int]:
 def existing_folder(text_value: str) -> str:
     """An argparse type for --data-dir: a folder that exists."""
     if not Path(text_value).expanduser().is_dir():
-        raise argparse.ArgumentTypeError(f"expected an existing folder, got {text_value!r} "
-                                         f"({'not a folder' if Path(text_value).exists() else 'no such folder'})")
+        why = "not a folder" if Path(text_value).exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"expected an existing folder, got {text_value!r} ({why})")
     return text_value
 
 

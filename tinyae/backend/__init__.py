@@ -80,8 +80,8 @@ def get_backend() -> str:
     if _active is None:
         value = os.environ.get("TINYAE_BACKEND") or "numpy"
         if value not in BACKENDS:
-            raise ValueError(f"TINYAE_BACKEND={value!r} is not a backend; expected one of {', '.join(BACKENDS)} "
-                             "(or unset: numpy)")
+            raise ValueError(f"TINYAE_BACKEND={value!r} is not a backend; expected one of "
+                             f"{', '.join(BACKENDS)} (or unset: numpy)")
         try:
             _active = _check_name(value)
         except RuntimeError as error:

@@ -147,7 +147,8 @@ def missing_from(folder: str | Path, split: str, dataset: str = "mnist") -> list
     command line asks this of its --data-dir, which must hold the files, not fall back to another copy."""
     folder = Path(folder).expanduser()
     names = [f"{SPLITS[split]}-images-idx3-ubyte", f"{SPLITS[split]}-labels-idx1-ubyte"]
-    return [name for name in names if not any((place / candidate).is_file() for place in (folder, folder / dataset)
+    return [name for name in names if not any((place / candidate).is_file()
+                                              for place in (folder, folder / dataset)
                                               for candidate in (name, f"{name}.gz"))]
 
 
