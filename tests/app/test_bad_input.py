@@ -523,6 +523,15 @@ def test_bad_debug_variable(value, trained, capsys, monkeypatch):
                           f"TINYAE_DEBUG={value!r} is not a boolean")
 
 
+@pytest.mark.parametrize("value", ["/no/such/folder", "FILE"])
+def test_bad_data_variable(value, trained, tmp_path, capsys, monkeypatch):
+    (tmp_path / "FILE").write_text("x")
+    value = str(tmp_path / "FILE") if value == "FILE" else value
+    monkeypatch.setenv("TINYAE_DATA", value)
+    assert_one_line_error(*outcome(["reconstruct", trained], capsys), 1,
+                          f"TINYAE_DATA={value!r} is not a folder")
+
+
 def command(*argv, **env):
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "-m", "tinyae", *map(str, argv)], capture_output=True, text=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +76,11 @@ def load_data(config: dict) -> tuple[Batches, Batches]:
 
 def load_split(split: str, config: dict):
     """(images, labels) of one split of the run's dataset; a data_dir must hold the files itself (no
-    silent fallback to the bundled copy)."""
+    silent fallback to the bundled copy), and so must a $TINYAE_DATA that is set."""
+    variable = os.environ.get("TINYAE_DATA")
+    if variable and not Path(variable).expanduser().is_dir():
+        raise DataNotFoundError(f"TINYAE_DATA={variable!r} is not a folder; expected the folder of the IDX "
+                                "files (or unset it)")
     if config["data_dir"] is not None:
         missing = missing_from(config["data_dir"], split, config["dataset"])
         if missing:
