@@ -64,7 +64,8 @@ def read_stream(file: BinaryIO, source: str | Path, max_size: int | None = None)
     """The bytes of ``file`` (gunzipped if gzip), read no further than its IDX header says they go.
 
     The header is read first; the payload it declares is then read exactly, and at most ``EXTRA_LIMIT``
-    bytes past it (so ``parse_idx`` can say how many extra there are). A header declaring more than
+    bytes past it (so ``parse_idx`` can say how many extra there are; a stream that goes on beyond them is
+    refused here). A header declaring more than
     ``max_size`` bytes in all is refused before anything is read. So a gzip bomb costs memory for what its
     header declares, never for what it would decompress to. A stream that is not IDX is returned as read
     (at most ``EXTRA_LIMIT`` bytes), for ``parse_idx`` to name what is wrong.
@@ -83,9 +84,14 @@ def read_stream(file: BinaryIO, source: str | Path, max_size: int | None = None)
                 if max_size is not None and size > max_size:
                     raise DataError(source, f"its header declares dimensions {'x'.join(map(str, shape))} "
                                             f"({size} bytes), more than the {max_size} bytes expected here")
-        return head + stream.read(size - len(head) + EXTRA_LIMIT)
+        data = head + stream.read(size - len(head) + EXTRA_LIMIT)
     except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut stream is an EOFError
         raise DataError(source, f"corrupt gzip data ({error or type(error).__name__})") from None
+    if size > len(head) and len(data) == size + EXTRA_LIMIT:
+        raise DataError(source, f"too long: dimensions {'x'.join(map(str, shape))} need {size - len(head)} "
+                                f"bytes after the header, and more than {EXTRA_LIMIT} bytes follow them (not "
+                                "read further)")
+    return data
 
 
 def describe_magic(type_code: int, ndim: int) -> str:
