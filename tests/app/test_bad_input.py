@@ -589,7 +589,7 @@ def gzip_bomb(path: Path, declared_images: int, megabytes: int) -> None:
 def test_a_gzip_bomb_is_refused_reading_no_more_than_its_header_declares(tmp_path):
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     gzip_bomb(path, 10, 300)
-    with peak_memory() as peak, pytest.raises(DataError, match="too long: dimensions 10x28x28 need 7840"):
+    with peak_memory() as peak, pytest.raises(DataError, match="need 7840 bytes .* more than 65536 bytes follow"):
         idx.read_idx(path, ndim=3)
     assert peak[0] < 4 << 20  # the 300 MB it would decompress to are never held
 
