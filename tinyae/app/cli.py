@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import __version__
-from . import evaluate, process
+from .. import __version__, backend
+from . import evaluate, process, validate
 from .checkpoint import CheckpointError
+from .validate import MAX_WIDTH, ConfigError
 from ..data import DataError, DataNotFoundError
 from ..models import MODELS
 from ..nn.module import StateDictError
@@ -39,22 +40,15 @@ MODEL_OPTIONS = {
     "noise": ("noise_level", ("denoising-ae",)),
     "noise_type": ("noise", ("denoising-ae",)),
 }
+MAX_FIGURE_COUNT = 1000  # -n, --pairs, --steps, --dims, --size
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "backend", "seed", "binarize", "dataset",
                     "data_dir", "limit", "test_limit", "kl_warmup")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+WIDTH = validate.count(MAX_WIDTH)
+COUNT = validate.count(10**9)
+FIGURE_COUNT = validate.count(MAX_FIGURE_COUNT)
+NON_NEGATIVE = validate.non_negative_float()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tinyae {__version__}")
     every = argparse.ArgumentParser(add_help=False)  # the options of every command
-    every.add_argument("--threads", type=positive_int, metavar="N",
+    every.add_argument("--threads", type=validate.count(validate.MAX_THREADS), metavar="N",
                        help="threads of the BLAS and OpenMP pools (default: the machine's physical cores, "
                             f"{process.physical_cores()} here; 1 where other programs keep the cores busy)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,28 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
                              "metrics.jsonl, checkpoint.npz, figures/)")
     model = train.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), help="which autoencoder (default: vae)")
-    model.add_argument("--latent-dim", type=positive_int, help="size of the code z (default 20; sparse-ae 64)")
-    model.add_argument("--hidden", type=positive_int, help="width of the MLP hidden layer (default 400)")
-    model.add_argument("--beta", type=non_negative_float, help="weight of the KL term: β-VAE (default 1)")
+    model.add_argument("--latent-dim", type=WIDTH, help=f"size of the code z (default 20; sparse-ae 64; at most {MAX_WIDTH})")
+    model.add_argument("--hidden", type=WIDTH, help=f"width of the MLP hidden layer (default 400; at most {MAX_WIDTH})")
+    model.add_argument("--beta", type=NON_NEGATIVE, help="weight of the KL term: β-VAE (default 1)")
     model.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="p(x|z) of a VAE (default bernoulli)")
     model.add_argument("--decoder", choices=["transpose", "upsample"], help="conv decoder kind (default transpose)")
-    model.add_argument("--sparsity", type=non_negative_float, help="weight λ of the sparsity penalty (default 1)")
+    model.add_argument("--sparsity", type=NON_NEGATIVE, help="weight λ of the sparsity penalty (default 1)")
     model.add_argument("--penalty", choices=["l1", "kl"], help="sparsity penalty (default l1)")
-    model.add_argument("--noise", type=non_negative_float, help="denoising: σ, or p for --noise-type mask (default 0.3)")
+    model.add_argument("--noise", type=NON_NEGATIVE, help="denoising: σ >= 0, or p in [0, 1) for --noise-type mask (default 0.3)")
     model.add_argument("--noise-type", choices=["gaussian", "mask"], help="denoising corruption (default gaussian)")
     run = train.add_argument_group("training")
-    run.add_argument("--epochs", type=positive_int, help="train until this many epochs are done (default 10)")
-    run.add_argument("--batch-size", type=positive_int, help="images per step (default 128)")
-    run.add_argument("--lr", type=non_negative_float, help="learning rate (default 1e-3)")
+    run.add_argument("--epochs", type=validate.count(validate.MAX_EPOCHS), help="train until this many epochs are done (default 10)")
+    run.add_argument("--batch-size", type=validate.count(validate.MAX_BATCH), help="images per step (default 128)")
+    run.add_argument("--lr", type=validate.positive_float(), help="learning rate (default 1e-3)")
     run.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], help="(default adam; sgd uses momentum 0.9)")
-    run.add_argument("--kl-warmup", type=non_negative_float, help="epochs over which the KL weight rises 0 → 1")
+    run.add_argument("--kl-warmup", type=NON_NEGATIVE, help="epochs over which the KL weight rises 0 → 1")
     run.add_argument("--backend", choices=["numpy", "cupy"], help="numpy (CPU) or cupy (GPU) (default numpy)")
-    run.add_argument("--seed", type=int, help="seed of every random draw (default 0)")
+    run.add_argument("--seed", type=validate.seed(), help="seed of every random draw (default 0)")
     run.add_argument("--binarize", action="store_true", default=None, help="dynamic binarization of the inputs")
     run.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="(default mnist)")
-    run.add_argument("--data-dir", help="folder with the IDX files, looked at first")
-    run.add_argument("--limit", type=positive_int, help="use only the first N training images")
-    run.add_argument("--test-limit", type=positive_int, help="use only the first N test images")
+    run.add_argument("--data-dir", type=validate.existing_folder, help="folder with the IDX files, looked at first")
+    run.add_argument("--limit", type=COUNT, help="use only the first N training images")
+    run.add_argument("--test-limit", type=COUNT, help="use only the first N test images")
     run.add_argument("--out", type=Path,
                      help="run folder (default runs/MODEL, numbered if taken); a folder that holds a run of the "
                           "same options is continued, as --resume does")
@@ -113,25 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluation = run_command("eval", "test-set negative ELBO, IWAE log-likelihood, KL per dimension, "
                                      "active units")
-    evaluation.add_argument("-k", type=positive_int, default=1000,
+    evaluation.add_argument("-k", type=validate.count(validate.MAX_SAMPLES), default=1000,
                             help="importance samples per image for log p(x) (default 1000)")
-    evaluation.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
+    evaluation.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
     run_command("sample", "decode n draws from p(z)").add_argument(
-        "-n", type=positive_int, default=64, help="number of samples (default 64)")
+        "-n", type=FIGURE_COUNT, default=64, help="number of samples (default 64)")
     run_command("reconstruct", "test digits and their reconstructions")
     interpolate = run_command("interpolate", "decode straight lines in latent space between test digits")
-    interpolate.add_argument("--pairs", type=positive_int, default=8, help="pairs of digits, one a row (default 8)")
-    interpolate.add_argument("--steps", type=positive_int, default=10, help="points per line (default 10)")
+    interpolate.add_argument("--pairs", type=FIGURE_COUNT, default=8, help="pairs of digits, one a row (default 8)")
+    interpolate.add_argument("--steps", type=FIGURE_COUNT, default=10, help="points per line (default 10)")
     traverse = run_command("traverse", "vary one latent dimension at a time from -3σ to 3σ")
-    traverse.add_argument("--dims", type=positive_int, help="dimensions, one a row (default 10, or all if fewer)")
-    traverse.add_argument("--index", type=int, default=0, help="test digit whose code the others keep (default 0)")
+    traverse.add_argument("--dims", type=FIGURE_COUNT, help="dimensions, one a row (default 10, or all if fewer)")
+    traverse.add_argument("--index", type=validate.index(), default=0,
+                          help="test digit whose code the others keep (default 0)")
     traverse.add_argument("--zero", action="store_true",
                           help="keep the other dimensions at 0 instead (an AE's: at its mean test code)")
     manifold = run_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")
-    manifold.add_argument("--size", type=positive_int, default=20, help="grid points per side (default 20)")
+    manifold.add_argument("--size", type=FIGURE_COUNT, default=20, help="grid points per side (default 20)")
     embed = run_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
-    embed.add_argument("--limit", type=positive_int, help="only the first N test images (default: all)")
+    embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     run_command("plot", "loss curves from metrics.jsonl")
     gradcheck = command("gradcheck", gradcheck_catalog.DESCRIPTION)
     gradcheck_catalog.add_arguments(gradcheck)
@@ -147,9 +142,17 @@ def model_config_from(args: argparse.Namespace, model: str) -> dict:
             continue
         if model not in models:
             flag = "--" + option.replace("_", "-")
-            raise RunError(f"{flag} does not apply to --model {model} (it applies to {', '.join(models)})")
+            raise UsageError(f"{flag} does not apply to --model {model} (it applies to {', '.join(models)})")
         config[key] = value
     return config
+
+
+def check_new_config(config: dict) -> None:
+    """The options together (e.g. a mask noise level is a probability): a usage error if they don't fit."""
+    try:
+        validate.check_config(config)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def next_free(path: Path) -> Path:
@@ -180,7 +183,10 @@ def command_train(args: argparse.Namespace) -> None:
         config.update(given)
         config["model"] = args.model or config["model"]
         config["model_config"] = model_config_from(args, config["model"])
+        check_new_config(config)
         run_dir = args.out if args.out is not None else next_free(Path("runs") / config["model"])
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir} is a file, not a folder; name a new or existing folder")
         if holds_run(run_dir):
             differences = Run.open(run_dir).differences(config)
             if differences:
@@ -260,25 +266,78 @@ def command_figure(args: argparse.Namespace) -> None:
     print(draw[args.command]())
 
 
+class UsageError(ValueError):
+    """A command line that asks for something impossible (exit 2, as argparse's own errors)."""
+
+
+# The errors a command anticipates: their message is the one line the user sees (exit 1).
+RUN_ERRORS = (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError, StateDictError)
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file system error: the path(s) and the OS's reason (disk full, read-only, ...)."""
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    reason = error.strerror or str(error) or type(error).__name__
+    where = " -> ".join(paths) if paths else "a file"
+    hint = ""
+    if paths and Path(paths[0]).parts[:1] == ("runs",):
+        hint = " (the default run folder is runs/ in the working directory; choose another with --out)"
+    return f"cannot write or read {where}: {reason}{hint}"
+
+
+def one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every anticipated error is one line on stderr, ``tinyae COMMAND: error: ...``:
+    exit 2 for a usage error (a bad option, a bad environment variable), 1 for a failure at run time.
+    Anything else is one line naming the exception; ``TINYAE_DEBUG=1`` shows its traceback instead."""
     args = build_parser().parse_args(argv)
-    process.configure_process(args.threads)
-    if args.command == "gradcheck":
-        return gradcheck_catalog.command(args)
-    handlers = {"train": command_train, "eval": command_eval}
+    prefix = f"tinyae {args.command}: error:"
     try:
-        handlers.get(args.command, command_figure)(args)
-    except (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError, StateDictError) as error:
-        print(f"tinyae {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except RuntimeError as error:
-        if "cupy" not in str(error):
-            raise
-        print(f"tinyae {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        debug = backend.env_flag("TINYAE_DEBUG", False)
+    except ValueError as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return 2
+    try:
+        return run_command(args)
     except KeyboardInterrupt as interrupt:
         print("\ninterrupted" + (f"; {interrupt}" if str(interrupt) else ""), file=sys.stderr)
         return 130
+    except Exception as error:
+        if debug:
+            raise
+        code, message = 1, one_line(error)
+        if isinstance(error, (UsageError, ConfigError)):
+            code = 2
+        elif isinstance(error, RUN_ERRORS):
+            pass
+        elif isinstance(error, OSError):
+            message = describe_os_error(error)
+        elif isinstance(error, MemoryError):
+            message = (f"out of memory ({message or 'MemoryError'}); try a smaller --batch-size, --hidden or "
+                       "--latent-dim")
+        else:
+            message = (f"unexpected {type(error).__name__}: {message} (rerun with TINYAE_DEBUG=1 for the "
+                       "traceback)")
+        print(f"{prefix} {message}", file=sys.stderr)
+        return code
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The command's work, after the process settings; a bad environment variable is a usage error."""
+    try:
+        backend.get_backend()  # a bad TINYAE_BACKEND is named here, before any work
+        process.configure_process(args.threads)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except RuntimeError as error:
+        raise RunError(str(error)) from None
+    if args.command == "gradcheck":
+        return gradcheck_catalog.command(args)
+    handlers = {"train": command_train, "eval": command_eval}
+    handlers.get(args.command, command_figure)(args)
     return 0
 
 

@@ -36,12 +36,13 @@ so a run continued from the checkpoint of epoch E computes bit for bit what the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, validate
 
 CONFIG, METRICS, CHECKPOINT, FIGURES = "config.json", "metrics.jsonl", "checkpoint.npz", "figures"
 
@@ -84,10 +85,14 @@ def write_atomically(path: Path, data: bytes, point: str) -> None:
     """Write ``path`` as ``path.tmp``, fsync it, rename it over ``path`` and fsync the folder: a kill at any
     moment leaves the old file or the new one (and perhaps a stale .tmp), never a partial file."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:  # a full disk, a read-only folder: name the file meant, leave no partial copy
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     kill_point(point)
     os.replace(temporary, path)
     fsync_folder(path.parent)
@@ -96,6 +101,17 @@ def write_atomically(path: Path, data: bytes, point: str) -> None:
 def holds_run(path: Path) -> bool:
     """Whether ``path`` is a folder with a config.json (a run, perhaps without a checkpoint yet)."""
     return (Path(path) / CONFIG).is_file()
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def is_free(path: Path) -> bool:
@@ -109,10 +125,10 @@ class Run:
     """A run folder: its config, its checkpoint, its metrics and figures (see the module's docstring for the
     write order and the recovery rules). ``Run.create`` makes a new one, ``Run.open`` an existing one."""
 
-    def __init__(self, path: Path, config: dict, saved: dict | None, writable: bool):
+    def __init__(self, path: Path, config: dict, epoch: int, writable: bool):
         self.path, self.config, self.writable = Path(path), config, writable
-        self._saved = saved  # the loaded checkpoint, or None (not loaded, or none saved yet)
-        self.epoch = 0 if saved is None else saved["epoch"]  # the epochs the checkpoint holds
+        self.epoch = epoch  # the epochs the checkpoint holds
+        self._saved = None  # the checkpoint once loaded (``load_checkpoint``)
         self._model = None
         self._metrics, lines_on_disk, torn = self._read_metrics()
         if writable:
@@ -142,7 +158,7 @@ class Run:
         fsync_folder(path.parent)
         text = json.dumps({"format_version": checkpoint.FORMAT_VERSION, **config}, indent=2) + "\n"
         write_atomically(path / CONFIG, text.encode(), "config-write")
-        return cls(path, dict(config), None, writable=True)
+        return cls(path, dict(config), 0, writable=True)
 
     @classmethod
     def open(cls, path: Path | str, writable: bool = False) -> Run:
@@ -150,23 +166,31 @@ class Run:
         nothing on disk is changed."""
         path = Path(path)
         config = cls._read_config(path)
-        saved = checkpoint.load(path / CHECKPOINT) if (path / CHECKPOINT).exists() else None
-        return cls(path, config, saved, writable)
+        epoch = checkpoint.load_meta(path / CHECKPOINT)["epoch"] if (path / CHECKPOINT).exists() else 0
+        return cls(path, config, epoch, writable)
 
     @staticmethod
     def _read_config(path: Path) -> dict:
+        """The run's config.json, checked key by key (``validate.check_config``): a RunError says what is
+        wrong with the folder or the file."""
         if not path.is_dir():
             raise RunError(f"no run folder at {path}")
         config_path = path / CONFIG
         if not config_path.is_file():
             raise RunError(f"{path} is not a tinyae run (it has no config.json)")
         try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise RunError(f"{config_path} is not valid JSON: {error}") from None
+            config = json.loads(config_path.read_bytes().decode())
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise RunError(f"{config_path} is not valid JSON: {type(error).__name__}: {str(error)[:100]}") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
         if config.get("format_version") != checkpoint.FORMAT_VERSION:
             raise RunError(f"{path} was written by an incompatible tinyae (format "
                            f"{config.get('format_version')!r}, expected {checkpoint.FORMAT_VERSION})")
+        try:
+            validate.check_config(config, extra=("format_version",))
+        except validate.ConfigError as error:
+            raise RunError(f"{config_path} is damaged: {error}") from None
         config.pop("format_version")
         return config
 
@@ -177,11 +201,14 @@ class Run:
                 for key in keys if self.config.get(key) != config.get(key)]
 
     # The state ----------------------------------------------------------------------------------------
-    @property
-    def checkpoint(self) -> dict | None:
-        """The checkpoint (``tinyae.app.checkpoint.load``'s dict, host arrays), or None before the first."""
-        if self._saved is None and self.epoch > 0:
-            self._saved = checkpoint.load(self.path / CHECKPOINT)
+    def load_checkpoint(self, expected: dict) -> dict:
+        """The checkpoint (``tinyae.app.checkpoint.load``'s dict, host arrays), read once and checked against
+        ``expected``, the model's ``checkpoint.expected_arrays``: a damaged or hostile file is refused
+        before anything large is read."""
+        if self.epoch == 0:
+            raise RunError(f"{self.path} has no checkpoint yet (no epoch has finished)")
+        if self._saved is None:
+            self._saved = checkpoint.load(self.path / CHECKPOINT, expected)
         return self._saved
 
     @property
@@ -222,16 +249,21 @@ class Run:
     def _read_metrics(self) -> tuple[list[dict], int, bool]:
         """(the records of epochs up to ``epoch``, the number of whole lines, whether the last is torn)."""
         path = self.path / METRICS
-        text = path.read_text(errors="replace") if path.exists() else ""
-        lines = text.split("\n")  # the last item is "" when the file ends with a newline
-        records, torn = [], lines[-1] != ""
+        lines = path.read_bytes().split(b"\n") if path.exists() else [b""]  # last: b"" after a final newline
+        records, torn = [], lines[-1] != b""
         for number, line in enumerate(lines[:-1], 1):
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line.decode())
+            except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
                 if number < len(lines) - 1 or torn:
-                    raise RunError(f"{path}, line {number}, is not JSON: {line[:60]!r}") from None
+                    what = "is not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "is not JSON"
+                    raise RunError(f"{path}, line {number}, {what}: {line[:60]!r}") from None
                 torn = True  # the last line is cut short although it ends with a newline (not JSON)
+                continue
+            if not isinstance(record, dict) or type(record.get("epoch")) is not int or record["epoch"] < 1:
+                raise RunError(f"{path}, line {number}: expected a JSON object with an integer epoch >= 1, "
+                               f"got {line[:60]!r}")
+            records.append(record)
         return [record for record in records if record["epoch"] <= self.epoch], len(lines) - 1, torn
 
     def _rewrite_metrics(self) -> None:
@@ -252,17 +284,18 @@ class Run:
 
             backend.set_backend(self.config["backend"])
             model = build_model(self.config)
-            model.load_state_dict(self.checkpoint["model"])
+            model.load_state_dict(self.load_checkpoint(checkpoint.expected_arrays(model.state_dict()))["model"])
             self._model = model.eval()
         return self._model
 
     def test_set(self, limit: int | None = None, batch_size: int = 500):
         """The first ``limit`` test images (all by default) in the run's layout, binarized as in training
         (the same draw): a ``tinyae.data.Batches`` on the run's backend."""
-        from ..data import Batches, load_mnist
+        from ..data import Batches
         from ..models import image_layout
+        from .train import load_split  # train imports this module
 
-        images, labels = load_mnist("test", self.config["dataset"], self.config["data_dir"])
+        images, labels = load_split("test", self.config)
         return Batches(images, labels, batch_size=batch_size, layout=image_layout(self.config["model"]),
                        limit=limit, binarize=self.config["binarize"], seed=self.config["seed"] + 1,
                        backend_name=self.config["backend"])
@@ -298,9 +331,11 @@ class Run:
         return report
 
     def write_eval(self, report: dict) -> Path:
-        """Save an ``evaluate`` report as RUN/eval.json (atomically); returns its path."""
+        """Save an ``evaluate`` report as RUN/eval.json (atomically, strict JSON: null where a number is
+        undefined, e.g. the KL of a collapsed run); returns its path."""
         path = self.path / "eval.json"
-        write_atomically(path, (json.dumps(report, indent=2) + "\n").encode(), "eval-write")
+        text = json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
+        write_atomically(path, text.encode(), "eval-write")
         return path
 
     # Figures ------------------------------------------------------------------------------------------

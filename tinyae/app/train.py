@@ -12,6 +12,7 @@ checkpoint of epoch e computes exactly what the uninterrupted run computed.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend, optim
+from . import checkpoint
 from .. import random as tinyae_random
 from ..autograd import no_grad
-from ..data import Batches, load_mnist
+from ..data import Batches, DataNotFoundError, load_mnist
+from ..data.mnist import missing_from
 from ..models import MODELS, image_layout
 from .run import Run, RunError, holds_run
 
@@ -64,13 +67,28 @@ def evaluation_seed(seed: int) -> int:
 def load_data(config: dict) -> tuple[Batches, Batches]:
     """(train batches, shuffled and optionally binarized; test batches, in order) on the run's backend."""
     layout = image_layout(config["model"])
-    train_images, train_labels = load_mnist("train", config["dataset"], config["data_dir"])
-    test_images, test_labels = load_mnist("test", config["dataset"], config["data_dir"])
+    train_images, train_labels = load_split("train", config)
+    test_images, test_labels = load_split("test", config)
     train = Batches(train_images, train_labels, batch_size=config["batch_size"], shuffle=True,
                     binarize=config["binarize"], layout=layout, limit=config["limit"], seed=config["seed"])
     test = Batches(test_images, test_labels, batch_size=500, layout=layout, limit=config["test_limit"],
                    binarize=config["binarize"], seed=config["seed"] + 1)
     return train, test
+
+
+def load_split(split: str, config: dict):
+    """(images, labels) of one split of the run's dataset; a data_dir must hold the files itself (no
+    silent fallback to the bundled copy), and so must a $TINYAE_DATA that is set."""
+    variable = os.environ.get("TINYAE_DATA")
+    if variable and not Path(variable).expanduser().is_dir():
+        raise DataNotFoundError(f"TINYAE_DATA={variable!r} is not a folder; expected the folder of the IDX "
+                                "files (or unset it)")
+    if config["data_dir"] is not None:
+        missing = missing_from(config["data_dir"], split, config["dataset"])
+        if missing:
+            raise DataNotFoundError(f"--data-dir {config['data_dir']} holds no {', '.join(missing)} (raw or "
+                                    f".gz, in it or in its {config['dataset']} subfolder)")
+    return load_mnist(split, config["dataset"], config["data_dir"])
 
 
 def loss_values(model, total, parts) -> dict:
@@ -120,11 +138,15 @@ class Trainer:
         self.sync_every = 1 if config["backend"] == "numpy" else 25
         self.run = Run.open(run_dir, writable=True) if holds_run(run_dir) else Run.create(run_dir, config)
         self.epoch = 0
-        saved = self.run.checkpoint
-        if saved is not None:
+        if self.run.epoch > 0:
+            saved = self.run.load_checkpoint(checkpoint.expected_arrays(self.model.state_dict()))
             self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
-            self.train_batches.set_state(saved["optimizer"]["data"])
+            try:
+                self.optimizer.load_state_dict(saved["optimizer"]["optimizer"])
+                self.train_batches.set_state(saved["optimizer"]["data"])
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                raise checkpoint.CheckpointError(f"{self.run.path / 'checkpoint.npz'} has a damaged optimizer "
+                                                 f"or data state ({type(error).__name__}: {error})") from None
             self.epoch = saved["epoch"]
 
     def save(self) -> None:

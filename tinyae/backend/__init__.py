@@ -24,7 +24,7 @@ from . import strict
 
 BACKENDS = ("numpy", "cupy", "strict")
 
-_active = "numpy"
+_active: str | None = None  # None: not chosen yet, TINYAE_BACKEND decides at the first get_backend()
 _default_dtype = np.dtype(np.float32)
 _cupy: ModuleType | None = None
 
@@ -68,7 +68,20 @@ def set_backend(name: str) -> None:
 
 
 def get_backend() -> str:
-    """The name of the active backend."""
+    """The name of the active backend: the last ``set_backend``, else ``$TINYAE_BACKEND`` (default numpy).
+
+    The variable is read here, not when tinyae is imported, so a bad value fails where a backend is first
+    needed (a ValueError naming the variable, or CuPy's RuntimeError), never ``import tinyae`` itself."""
+    global _active
+    if _active is None:
+        value = os.environ.get("TINYAE_BACKEND") or "numpy"
+        if value not in BACKENDS:
+            raise ValueError(f"TINYAE_BACKEND={value!r} is not a backend; expected one of "
+                             f"{', '.join(BACKENDS)} (or unset: numpy)")
+        try:
+            _active = _check_name(value)
+        except RuntimeError as error:
+            raise RuntimeError(f"TINYAE_BACKEND=cupy: {error}") from None
     return _active
 
 
@@ -224,7 +237,6 @@ def get_default_dtype() -> np.dtype:
     return _default_dtype
 
 
-set_backend(os.environ.get("TINYAE_BACKEND", "numpy"))
 
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -15,10 +15,12 @@ dimensions say) raises ``DataError``, which names the file and what is wrong.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,19 +46,52 @@ class DataError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The content of ``path``, decompressed when it starts with the gzip magic bytes."""
-    return decompress(Path(path).read_bytes(), path)
+EXTRA_LIMIT = 1 << 16  # bytes past the declared payload read to report how many there are
 
 
-def decompress(data: bytes, source: str | Path) -> bytes:
+def read_bytes(path: str | Path, max_size: int | None = None) -> bytes:
+    """The content of ``path``, decompressed when it starts with the gzip magic bytes; see ``read_stream``."""
+    with open(path, "rb") as file:
+        return read_stream(file, path, max_size)
+
+
+def decompress(data: bytes, source: str | Path, max_size: int | None = None) -> bytes:
     """``data`` gunzipped if it is gzip (by its magic bytes), else as is; ``source`` names it in errors."""
-    if not data.startswith(GZIP_MAGIC):
-        return data
+    return read_stream(io.BytesIO(data), source, max_size)
+
+
+def read_stream(file: BinaryIO, source: str | Path, max_size: int | None = None) -> bytes:
+    """The bytes of ``file`` (gunzipped if gzip), read no further than its IDX header says they go.
+
+    The header is read first; the payload it declares is then read exactly, and at most ``EXTRA_LIMIT``
+    bytes past it (so ``parse_idx`` can say how many extra there are; a stream that goes on beyond them is
+    refused here). A header declaring more than
+    ``max_size`` bytes in all is refused before anything is read. So a gzip bomb costs memory for what its
+    header declares, never for what it would decompress to. A stream that is not IDX is returned as read
+    (at most ``EXTRA_LIMIT`` bytes), for ``parse_idx`` to name what is wrong.
+    """
+    stream = gzip.GzipFile(fileobj=file, mode="rb") if file.read(2) == GZIP_MAGIC else file
+    file.seek(0)
     try:
-        return gzip.decompress(data)
+        head = stream.read(4)
+        size = len(head)
+        if len(head) == 4 and head[:2] == b"\0\0" and head[2] in TYPE_CODES and head[3] > 0:
+            dims = stream.read(4 * head[3])
+            head += dims
+            if len(dims) == 4 * head[3]:
+                shape = struct.unpack(f">{head[3]}I", dims)
+                size = len(head) + math.prod(shape) * TYPE_CODES[head[2]].itemsize
+                if max_size is not None and size > max_size:
+                    raise DataError(source, f"its header declares dimensions {'x'.join(map(str, shape))} "
+                                            f"({size} bytes), more than the {max_size} bytes expected here")
+        data = head + stream.read(size - len(head) + EXTRA_LIMIT)
     except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut stream is an EOFError
         raise DataError(source, f"corrupt gzip data ({error or type(error).__name__})") from None
+    if size > len(head) and len(data) == size + EXTRA_LIMIT:
+        raise DataError(source, f"too long: dimensions {'x'.join(map(str, shape))} need {size - len(head)} "
+                                f"bytes after the header, and more than {EXTRA_LIMIT} bytes follow them (not "
+                                "read further)")
+    return data
 
 
 def describe_magic(type_code: int, ndim: int) -> str:

@@ -74,6 +74,11 @@ MIRRORS: dict[str, tuple[str, ...]] = {
 MIRROR_VARIABLES = {"mnist": "TINYAE_MNIST_URL", "fashion-mnist": "TINYAE_FASHION_MNIST_URL"}
 DOWNLOAD_TIMEOUT_S = 60
 
+# The largest file of each kind: 60,000 images of 28x28 (or labels) and the IDX header. A header that
+# declares more is refused before its payload is read or decompressed (idx.read_stream).
+MAX_BYTES = {"images": 16 + 60_000 * 28 * 28, "labels": 8 + 60_000}
+
+
 # The parent of the bundled <dataset> folders: package data beside this module.
 BUNDLED_ROOT = Path(__file__).resolve().parent / "files"
 
@@ -132,6 +137,11 @@ def find_file(name: str, dataset: str = "mnist", data_dir: str | Path | None = N
     return None
 
 
+def max_size(name: str) -> int:
+    """The most bytes a file called ``name`` (``...-images-...`` or ``...-labels-...``) may hold."""
+    return MAX_BYTES["images" if "images" in name else "labels"]
+
+
 def verify(raw: bytes, source: str | Path, name: str, dataset: str) -> np.ndarray:
     """Check the uncompressed bytes of file ``name`` of ``dataset``: IDX structure, then MD5."""
     array = idx.parse_idx(raw, source, ndim=3 if "images" in name else 1, type_code=0x08)
@@ -144,6 +154,16 @@ def verify(raw: bytes, source: str | Path, name: str, dataset: str) -> np.ndarra
             f"{expected}. The file is corrupt or not this dataset's; delete or replace it.",
         )
     return array
+
+
+def missing_from(folder: str | Path, split: str, dataset: str = "mnist") -> list[str]:
+    """The files of ``split`` that neither ``folder`` nor ``folder/<dataset>`` holds (raw or gzipped): the
+    command line asks this of its --data-dir, which must hold the files, not fall back to another copy."""
+    folder = Path(folder).expanduser()
+    names = [f"{SPLITS[split]}-images-idx3-ubyte", f"{SPLITS[split]}-labels-idx1-ubyte"]
+    return [name for name in names if not any((place / candidate).is_file()
+                                              for place in (folder, folder / dataset)
+                                              for candidate in (name, f"{name}.gz"))]
 
 
 def _download(name: str, dataset: str, failures: list[str], unreachable: set[str]) -> Path | None:
@@ -165,7 +185,7 @@ def _download(name: str, dataset: str, failures: list[str], unreachable: set[str
             except (OSError, HTTPException):
                 unreachable.add(base)
                 raise
-            verify(idx.decompress(payload, url), url, name, dataset)
+            verify(idx.decompress(payload, url, max_size(name)), url, name, dataset)
             target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / (f"{name}.gz" if payload.startswith(idx.GZIP_MAGIC) else name)
             _write_atomically(target, payload)
@@ -228,5 +248,6 @@ def load_mnist(
     if missing:
         raise _not_found(missing, dataset, data_dir, failures)
 
-    images, labels = (verify(idx.read_bytes(paths[name]), paths[name], name, dataset) for name in names)
+    images, labels = (verify(idx.read_bytes(paths[name], max_size(name)), paths[name], name, dataset)
+                      for name in names)
     return images, labels  # the checksums fix their shapes: (N, 28, 28) and (N,)
