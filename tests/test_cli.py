@@ -39,13 +39,32 @@ def test_train_writes_a_complete_run_folder(tmp_path, capsys):
     assert (tmp_path / "runs" / "vae-2" / "config.json").is_file()  # a taken folder is never overwritten
 
 
-def test_figure_commands(tmp_path, capsys):
+def test_figure_commands_write_their_own_files_and_never_training_s(tmp_path, capsys):
     run("train", "--epochs", "1", "--out", "run", *QUICK)
+    figures = tmp_path / "run" / "figures"
+    trainings = {path.name: path.read_bytes() for path in figures.iterdir()}
+    assert sorted(trainings) == ["loss.png", "reconstructions.png", "samples.png"]
     capsys.readouterr()
     for command in (["sample", "run", "-n", "16"], ["reconstruct", "run"], ["plot", "run"]):
         assert run(*command) == 0
-        path = capsys.readouterr().out.strip().splitlines()[-1]
-        assert path.endswith(".png") and (tmp_path / path).stat().st_size > 1000
+        path = Path(capsys.readouterr().out.strip().splitlines()[-1])
+        assert path == Path("run", "figures", f"{command[0]}.png") and path.stat().st_size > 1000
+    assert {name: (figures / name).read_bytes() for name in trainings} == trainings  # untouched
+    assert run("sample", "run", "-n", "4", "--output", "elsewhere/four.pdf") == 0
+    assert capsys.readouterr().out.strip() == "elsewhere/four.pdf"
+    assert (tmp_path / "elsewhere" / "four.pdf").read_bytes().startswith(b"%PDF")
+    assert run("sample", "run", "-n", "4", "--output", "run/figures/samples.png") == 0  # asked for: replaced
+    assert (figures / "samples.png").read_bytes() != trainings["samples.png"]
+    assert not list(figures.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("output, message", [("four.xyz", "expected a file name ending in one of"),
+                                             (".", "expected a file name, got the folder")])
+def test_figure_output_must_be_a_file_of_a_known_format(output, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run("sample", "run", "--output", output)
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in error and "Traceback" not in error
 
 
 def test_resume_continues_in_place_and_refuses_other_architectures(tmp_path, capsys):

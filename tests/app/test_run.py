@@ -225,7 +225,9 @@ def test_load_run_gives_config_model_metrics_and_the_commands_functions(two_epoc
     np.testing.assert_array_equal(run.model.fc1.weight.numpy(), saved)
     report = run.evaluate(k=4, limit=50)
     assert report["epoch"] == 2 and report["negative_log_likelihood"] < report["negative_elbo"]
-    assert run.figure_path("samples") == two_epochs / "figures" / "samples.png"
+    assert run.figure_path("sample") == two_epochs / "figures" / "sample.png"
+    assert run.samples(4) == run.figure_path("sample") and run.loss_curves() == run.figure_path("plot")
+    assert run.samples(4, path=two_epochs / "four.png") == two_epochs / "four.png"
     with pytest.raises(RunError, match="read-only"):
         run.append_metrics({"epoch": 3})
 

@@ -100,34 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
                           "already has that many epochs, nothing is trained")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    def run_command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def on_a_run(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = command(name, help_text)
         parser.add_argument("run", type=Path, metavar="RUN", help="a run folder written by tinyae train")
         return parser
 
-    evaluation = run_command("eval", "test-set negative ELBO, IWAE log-likelihood, KL per dimension, "
+    def figure_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = on_a_run(name, help_text)
+        parser.add_argument("--output", type=validate.figure_file, metavar="FILE",
+                            help=f"where to write the figure, its format named by the suffix (png, pdf, svg, ...; "
+                                 f"default RUN/figures/{name}.png, which no other command writes)")
+        return parser
+
+    evaluation = on_a_run("eval", "test-set negative ELBO, IWAE log-likelihood, KL per dimension, "
                                      "active units")
     evaluation.add_argument("-k", type=validate.count(validate.MAX_SAMPLES), default=1000,
                             help="importance samples per image for log p(x) (default 1000)")
     evaluation.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
-    run_command("sample", "decode n draws from p(z)").add_argument(
+    figure_command("sample", "decode n draws from p(z)").add_argument(
         "-n", type=FIGURE_COUNT, default=64, help="number of samples (default 64)")
-    run_command("reconstruct", "test digits and their reconstructions")
-    interpolate = run_command("interpolate", "decode straight lines in latent space between test digits")
+    figure_command("reconstruct", "test digits and their reconstructions")
+    interpolate = figure_command("interpolate", "decode straight lines in latent space between test digits")
     interpolate.add_argument("--pairs", type=FIGURE_COUNT, default=8, help="pairs of digits, one a row (default 8)")
     interpolate.add_argument("--steps", type=FIGURE_COUNT, default=10, help="points per line (default 10)")
-    traverse = run_command("traverse", "vary one latent dimension at a time from -3σ to 3σ")
+    traverse = figure_command("traverse", "vary one latent dimension at a time from -3σ to 3σ")
     traverse.add_argument("--dims", type=FIGURE_COUNT, help="dimensions, one a row (default 10, or all if fewer)")
     traverse.add_argument("--index", type=validate.index(), default=0,
                           help="test digit whose code the others keep (default 0)")
     traverse.add_argument("--zero", action="store_true",
                           help="keep the other dimensions at 0 instead (an AE's: at its mean test code)")
-    manifold = run_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")
+    manifold = figure_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")
     manifold.add_argument("--size", type=FIGURE_COUNT, default=20, help="grid points per side (default 20)")
-    embed = run_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
+    embed = figure_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
-    run_command("plot", "loss curves from metrics.jsonl")
+    figure_command("plot", "loss curves from metrics.jsonl")
     gradcheck = command("gradcheck", gradcheck_catalog.DESCRIPTION)
     gradcheck_catalog.add_arguments(gradcheck)
     return parser
@@ -254,14 +261,15 @@ def progress_reporter(args: argparse.Namespace) -> Callable[[int, int], None]:
 
 def command_figure(args: argparse.Namespace) -> None:
     run = Run.open(args.run)
+    path = args.output  # None: RUN/figures/COMMAND.png
     draw = {
-        "plot": lambda: run.loss_curves(),
-        "sample": lambda: run.samples(args.n),
-        "reconstruct": lambda: run.reconstructions(),
-        "interpolate": lambda: run.interpolations(args.pairs, args.steps),
-        "traverse": lambda: run.traversal(args.dims, args.index, args.zero),
-        "manifold": lambda: run.manifold(args.size),
-        "embed": lambda: run.embedding(args.limit),
+        "plot": lambda: run.loss_curves(path=path),
+        "sample": lambda: run.samples(args.n, path=path),
+        "reconstruct": lambda: run.reconstructions(path=path),
+        "interpolate": lambda: run.interpolations(args.pairs, args.steps, path=path),
+        "traverse": lambda: run.traversal(args.dims, args.index, args.zero, path=path),
+        "manifold": lambda: run.manifold(args.size, path=path),
+        "embed": lambda: run.embedding(args.limit, path=path),
     }
     print(draw[args.command]())
 

@@ -1,7 +1,8 @@
 """Figures with matplotlib: image grids, loss curves, reconstructions, samples, and walks through the latent
 space (interpolations, traversals, the 2-D manifold, the embedding of the test set).
 
-Every function writes one PNG and returns its path. Each figure is a ``matplotlib.figure.Figure`` drawn on
+Every function writes one image file (PNG unless the path's suffix names another format) and returns
+its path. Each figure is a ``matplotlib.figure.Figure`` drawn on
 its own Agg canvas: neither pyplot nor a global backend is used, so importing this module or drawing a
 figure leaves matplotlib's settings as the program chose them. Images are (n, 28, 28) or (n, 784) NumPy
 arrays of intensities in [0, 1]; models are run in eval mode without recording a graph. Latent grids are
@@ -11,6 +12,8 @@ built on the host (a few numbers) and sent to the model's backend once; decoded 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 from statistics import NormalDist
 
@@ -67,10 +70,24 @@ def image_grid(images, path: Path, columns: int = 8, title: str | None = None, r
 
 
 def save(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` (the format its suffix names, PNG by default) by write-then-rename: a
+    kill at any moment leaves the old file or the new one, never a partial image."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            figure.savefig(file, format=path.suffix[1:].lower() or "png", dpi=100, bbox_inches="tight")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
+
+
+def supported_formats() -> list[str]:
+    """The file suffixes (without the dot) a figure can be saved as: png, pdf, svg, jpg, ..."""
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
 
 
 def loss_curves(metrics: list[dict], path: Path) -> Path:

@@ -3,7 +3,8 @@
     RUN/config.json       what was asked: written once, when the run is created
     RUN/metrics.jsonl     one JSON line per finished epoch
     RUN/checkpoint.npz    the state after the last saved epoch: weights, optimizer state, data order
-    RUN/figures/NAME.png  figures (``Run.figure_path``)
+    RUN/figures/NAME.png  figures (``Run.figure_path``): training's reconstructions, samples and loss;
+                          COMMAND.png drawn by each figure command (sample.png, plot.png, ...)
     RUN/eval.json         the report of ``tinyae eval``
 
 Write order. A training process may be killed at any instant (SIGKILL, power loss); the folder must always
@@ -45,6 +46,7 @@ from pathlib import Path
 from . import checkpoint, validate
 
 CONFIG, METRICS, CHECKPOINT, FIGURES = "config.json", "metrics.jsonl", "checkpoint.npz", "figures"
+TRAINING_FIGURES = ("reconstructions", "samples", "loss")  # RUN/figures/NAME.png, drawn by tinyae train
 
 # The points where a test may have the process kill itself (see ``kill_point``).
 KILL_POINTS = ("config-write", "metrics-append", "metrics-appended", "checkpoint-write", "metrics-rewrite",
@@ -132,7 +134,7 @@ class Run:
         self._model = None
         self._metrics, lines_on_disk, torn = self._read_metrics()
         if writable:
-            for stale in self.path.glob("*.tmp"):
+            for stale in [*self.path.glob("*.tmp"), *self.path.glob(f"{FIGURES}/*.tmp")]:
                 stale.unlink()
             if torn or len(self._metrics) != lines_on_disk:
                 self._rewrite_metrics()
@@ -339,48 +341,51 @@ class Run:
         return path
 
     # Figures ------------------------------------------------------------------------------------------
+    # Each figure method writes to ``path`` if given, else to RUN/figures/COMMAND.png, COMMAND being the
+    # tinyae command that draws it; training's own figures (TRAINING_FIGURES) have other names, so
+    # drawing a figure never replaces them unless ``path`` asks for it.
     def figure_path(self, name: str) -> Path:
         """Where figure ``name`` goes: RUN/figures/NAME.png."""
         return self.path / FIGURES / f"{name}.png"
 
-    def loss_curves(self) -> Path:
-        """Train and test loss per epoch, and each part of the loss, from the metrics."""
+    def loss_curves(self, path: Path | str | None = None) -> Path:
+        """Train and test loss per epoch, and each part of the loss, from the metrics (plot.png)."""
         from . import figures
 
         if not self._metrics:
             raise RunError(f"{self.path} has no metrics yet (no epoch has finished)")
-        return figures.loss_curves(self.metrics, self.figure_path("loss"))
+        return figures.loss_curves(self.metrics, path or self.figure_path("plot"))
 
-    def samples(self, n: int = 64) -> Path:
-        """n images decoded from z ~ N(0, I) (VAEs only)."""
+    def samples(self, n: int = 64, path: Path | str | None = None) -> Path:
+        """n images decoded from z ~ N(0, I), VAEs only (sample.png)."""
         from . import figures
 
         if not self.model.is_variational:
             raise RunError(f"{self.path} holds a {self.config['model']}, which has no prior to sample from; "
                            "sampling needs a VAE")
-        return figures.samples(self.model, n, self.figure_path("samples"))
+        return figures.samples(self.model, n, path or self.figure_path("sample"))
 
-    def reconstructions(self, count: int = 32) -> Path:
-        """The first ``count`` test images and their reconstructions."""
+    def reconstructions(self, count: int = 32, path: Path | str | None = None) -> Path:
+        """The first ``count`` test images and their reconstructions (reconstruct.png)."""
         from . import figures
 
-        path = self.figure_path("reconstructions")
-        return figures.reconstructions(self.model, self.test_images(count), path)
+        return figures.reconstructions(self.model, self.test_images(count), path or self.figure_path("reconstruct"))
 
-    def interpolations(self, pairs: int = 8, steps: int = 10) -> Path:
-        """Straight lines in latent space between pairs of test images, one pair a row."""
+    def interpolations(self, pairs: int = 8, steps: int = 10, path: Path | str | None = None) -> Path:
+        """Straight lines in latent space between pairs of test images, one pair a row (interpolate.png)."""
         from . import figures
 
         images = self.test_images(2 * pairs)
         if len(images) < 2 * pairs:
             raise RunError(f"--pairs {pairs} needs {2 * pairs} test images; the test set has {len(images)}")
-        path = self.figure_path("interpolation")
+        path = path or self.figure_path("interpolate")
         return figures.interpolations(self.model, images[0::2], images[1::2], path, steps)
 
-    def traversal(self, dims: int | None = None, index: int = 0, zero: bool = False) -> Path:
+    def traversal(self, dims: int | None = None, index: int = 0, zero: bool = False,
+                  path: Path | str | None = None) -> Path:
         """One latent dimension at a time from −3σ to 3σ, around test image ``index``'s code or (``zero``)
         0; an AE's steps are scaled by the spread of its codes over the first 1000 test images, and its
-        ``zero`` center is their mean."""
+        ``zero`` center is their mean (traverse.png)."""
         import numpy as np
 
         from . import figures
@@ -404,21 +409,21 @@ class Run:
             with no_grad():
                 center = latent_means(model, images[index:index + 1]).numpy()[0]
             center_name = f"test digit {index}'s code"
-        return figures.traversal(model, center, min(dims or 10, latent_dim), self.figure_path("traversal"),
+        return figures.traversal(model, center, min(dims or 10, latent_dim), path or self.figure_path("traverse"),
                                  center_name, spread)
 
-    def manifold(self, size: int = 20) -> Path:
-        """The decoded grid over a 2-D latent space (a run trained with --latent-dim 2)."""
+    def manifold(self, size: int = 20, path: Path | str | None = None) -> Path:
+        """The decoded grid over a 2-D latent space, for a run trained with --latent-dim 2 (manifold.png)."""
         from . import figures
 
         latent_dim = self.model.config["latent_dim"]
         if latent_dim != 2:
             raise RunError(f"the manifold needs a 2-D latent space; {self.path} has latent_dim {latent_dim} "
                            "(train with --latent-dim 2, or see tinyae embed)")
-        return figures.manifold(self.model, self.figure_path("manifold"), size)
+        return figures.manifold(self.model, path or self.figure_path("manifold"), size)
 
-    def embedding(self, limit: int | None = None) -> Path:
-        """The test set's latent means colored by digit (PCA above 2-D)."""
+    def embedding(self, limit: int | None = None, path: Path | str | None = None) -> Path:
+        """The test set's latent means colored by digit, PCA above 2-D (embed.png)."""
         from . import figures
         from ..autograd import no_grad
         from ..functions import concatenate
@@ -428,14 +433,15 @@ class Run:
         with no_grad():
             codes = concatenate([latent_means(self.model, x) for x in batches]).numpy()
         what = "posterior means μ(x)" if self.model.is_variational else "codes f(x)"
-        return figures.embedding(codes, batches.labels, self.figure_path("embedding"), f"test-set {what}")
+        return figures.embedding(codes, batches.labels, path or self.figure_path("embed"), f"test-set {what}")
 
     def final_figures(self) -> list[Path]:
-        """The figures ``tinyae train`` draws at the end: reconstructions, samples (VAEs), loss curves."""
-        paths = [self.reconstructions()]
+        """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
+        (VAEs) and loss.png."""
+        paths = [self.reconstructions(path=self.figure_path("reconstructions"))]
         if self.model.is_variational:
-            paths.append(self.samples())
-        return [*paths, self.loss_curves()]
+            paths.append(self.samples(path=self.figure_path("samples")))
+        return [*paths, self.loss_curves(self.figure_path("loss"))]
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.config['model']!r}, epoch={self.epoch})"

@@ -198,3 +198,17 @@ def existing_folder(text_value: str) -> str:
         why = "not a folder" if Path(text_value).exists() else "no such folder"
         raise argparse.ArgumentTypeError(f"expected an existing folder, got {text_value!r} ({why})")
     return text_value
+
+
+def figure_file(text_value: str) -> Path:
+    """--output: a file (not a folder) whose suffix names a format matplotlib writes (png, pdf, svg, ...)."""
+    from .figures import supported_formats  # matplotlib, imported only when the option is given
+
+    path = Path(text_value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file name, got the folder {text_value!r}")
+    suffix = path.suffix[1:].lower()
+    if suffix not in supported_formats():
+        raise argparse.ArgumentTypeError(f"expected a file name ending in one of "
+                                         f".{', .'.join(supported_formats())}, got {text_value!r}")
+    return path
