@@ -578,7 +578,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_naming_its_type(trained, capsys, monkeypatch):
-    monkeypatch.setattr("tinyae.app.run.Run.samples", lambda run, count: {}["boom"])
+    monkeypatch.setattr("tinyae.app.run.Run.samples", lambda run, *args, **kwargs: {}["boom"])
     code, err = outcome(["sample", trained], capsys)
     assert_one_line_error(code, err, 1, "unexpected KeyError: 'boom' (rerun with TINYAE_DEBUG=1")
     monkeypatch.setenv("TINYAE_DEBUG", "1")
