@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, run from the repository root; see bench/RESULTS.md. Installs nothing.
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 L=${TINYAE_CHECK_LOGS:-/tmp/tinyae-gpu-check}
 mkdir -p "$L"; rm -rf "$L/run"; F=0
 P="python3 -m pytest -q -rfEs -p no:cacheprovider -p no:benchmark"
