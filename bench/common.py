@@ -362,9 +362,9 @@ def describe(info: dict) -> str:
                       + plural(pool["num_threads"], "thread") for pool in info["pools"])
     if "torch" in info:
         torch = info["torch"]
-        return (f"PyTorch {torch['version']}: {torch['blas']} ({torch['cpu_capability']}), "
-                f"{plural(torch['threads'], 'thread')}; NumPy {info['numpy']} unused: {pools}")
-    return f"NumPy {info['numpy']}: {pools}"
+        return (f"PyTorch {torch['version']}, BLAS {torch['blas']}, CPU kernels {torch['cpu_capability']}, "
+                f"{plural(torch['threads'], 'thread')}; thread pools: {pools} (NumPy {info['numpy']}'s unused)")
+    return f"NumPy {info['numpy']}; thread pools: {pools}"
 
 
 def machine(infos: dict[str, dict] | None = None) -> str:

@@ -63,6 +63,9 @@ def plot(results: dict[int, Race], batches: list[int], widths: list[int], path: 
     count; matplotlib's object API on an Agg canvas (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     figure = Figure(figsize=(10, 3.6 * len(results)), layout="constrained")
     FigureCanvasAgg(figure)
@@ -80,7 +83,10 @@ def plot(results: dict[int, Race], batches: list[int], widths: list[int], path: 
                                 fmt="-o", capsize=4, color=f"C{index}", label=f"hidden {hidden}")
         times_axes.set(xscale="log", yscale="log", xlabel="batch size", ylabel="step time (ms)",
                        title=f"MLP VAE 784-H-20 training step, {plural(threads, 'thread')}")
+        times_axes.yaxis.set_major_formatter(plain)
+        times_axes.yaxis.set_minor_formatter(plain)
         ratio_axes.axhline(1.0, color="gray", linewidth=1)
+        ratio_axes.set_ylim(bottom=0)
         ratio_axes.set(xscale="log", xlabel="batch size", ylabel="tinyae / PyTorch step time",
                        title="below 1: tinyae faster (median of pairs, range)")
         for ax in (times_axes, ratio_axes):
