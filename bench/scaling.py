@@ -117,7 +117,7 @@ def main() -> None:
         kwargs = dict(data=save_batch(folder, max(args.batches)), cases=cases)
         try:
             for threads in thread_counts:
-                progress(f"{threads} threads:")
+                progress(f"{plural(threads, 'thread')}:")
                 results[threads] = race([Worker("tinyae", "scaling:tinyae_worker", "tinyae", threads, kwargs),
                                          Worker("PyTorch", "scaling:torch_worker", "torch", threads, kwargs)],
                                         args.pairs, log=progress)

@@ -1,7 +1,7 @@
 """Training-step time of the MNIST VAEs: tinyae vs PyTorch on the CPU, same model, batch, optimizer, threads;
 and tinyae vs bench/floor.py's hand-written step (the same kernels, no engine).
 
-    python bench/step.py [--threads 1 2] [--pairs 5] [--models mlp conv]
+    python bench/step.py [--threads 1 2] [--pairs 7] [--models mlp conv]
 
 (a) the MLP VAE 784-400-20 and (b) the conv VAE (two stride-2 convs 1→32→64, latent 20, two transposed
 convs back), batch 128 of MNIST, Adam 1e-3, BCE-with-logits summed + KL. Each contender runs in a process
@@ -83,7 +83,7 @@ def targets(results: dict[tuple[str, int], Race]) -> list[tuple[str, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
-    parser.add_argument("--pairs", type=int, default=5, help="alternating pairs of processes (default 5)")
+    parser.add_argument("--pairs", type=int, default=7, help="alternating pairs of processes (default 7)")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["mlp", "conv"])
     args = parser.parse_args()
     if args.pairs < 1 or min(args.threads) < 1:
@@ -94,7 +94,7 @@ def main() -> None:
         try:
             for threads in args.threads:
                 for model in args.models:
-                    progress(f"{MODELS[model]}, {threads} threads:")
+                    progress(f"{MODELS[model]}, {plural(threads, 'thread')}:")
                     results[model, threads] = race(workers(model, threads, data), args.pairs, log=progress)
         except WorkerError as error:
             sys.exit(f"bench/step.py: {error}")
