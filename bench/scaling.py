@@ -66,6 +66,7 @@ def plot(results: dict[int, Race], batches: list[int], widths: list[int], path: 
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
+    sparse = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")  # minor ticks
 
     figure = Figure(figsize=(10, 3.6 * len(results)), layout="constrained")
     FigureCanvasAgg(figure)
@@ -84,9 +85,9 @@ def plot(results: dict[int, Race], batches: list[int], widths: list[int], path: 
         times_axes.set(xscale="log", yscale="log", xlabel="batch size", ylabel="step time (ms)",
                        title=f"MLP VAE 784-H-20 training step, {plural(threads, 'thread')}")
         times_axes.yaxis.set_major_formatter(plain)
-        times_axes.yaxis.set_minor_formatter(plain)
+        times_axes.yaxis.set_minor_formatter(sparse)
         ratio_axes.axhline(1.0, color="gray", linewidth=1)
-        ratio_axes.set_ylim(bottom=0)
+        ratio_axes.set_ylim(0, max(1.1, ratio_axes.get_ylim()[1]))
         ratio_axes.set(xscale="log", xlabel="batch size", ylabel="tinyae / PyTorch step time",
                        title="below 1: tinyae faster (median of pairs, range)")
         for ax in (times_axes, ratio_axes):
