@@ -43,7 +43,7 @@ class Worker:
     tinyae: pools limited by ``configure_process``, never imports torch) or "torch" (``torch.set_num_threads``
     and OMP/MKL variables; never imports tinyae, and NumPy's OpenBLAS gets one thread). The function returns
     a dict of seconds by name. ``pythonpath``: folders put first on the worker's PYTHONPATH (another
-    checkout's tinyae, say)."""
+    checkout's tinyae, say), the worker running in the first; ``env``: variables set last."""
 
     name: str
     target: str
@@ -51,6 +51,7 @@ class Worker:
     threads: int
     kwargs: dict = dataclasses.field(default_factory=dict)
     pythonpath: tuple[str, ...] = ()
+    env: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.framework not in FRAMEWORKS:
@@ -69,14 +70,15 @@ _BOOT = "import sys; sys.path.insert(0, {bench!r}); import common; common.worker
 
 def worker_environment(worker: Worker) -> dict[str, str]:
     """The worker's environment: this one, with its thread variables set (a PyTorch worker's NumPy BLAS
-    gets one thread, since it is never used there) and ``worker.pythonpath`` first on PYTHONPATH."""
+    gets one thread, since it is never used there), ``worker.pythonpath`` first on PYTHONPATH, and
+    ``worker.env``."""
     threads = str(worker.threads)
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                OPENBLAS_NUM_THREADS="1" if worker.framework == "torch" else threads)
     paths = [*worker.pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])]
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
+    return {**env, **worker.env}
 
 
 def run_worker(worker: Worker, timeout: float = WORKER_TIMEOUT) -> dict:
@@ -363,7 +365,7 @@ def describe(info: dict) -> str:
     if "torch" in info:
         torch = info["torch"]
         return (f"PyTorch {torch['version']}, BLAS {torch['blas']}, CPU kernels {torch['cpu_capability']}, "
-                f"{plural(torch['threads'], 'thread')}; thread pools: {pools} (NumPy {info['numpy']}'s unused)")
+                f"{plural(torch['threads'], 'thread')}; thread pools: {pools}; NumPy {info['numpy']}")
     return f"NumPy {info['numpy']}; thread pools: {pools}"
 
 

@@ -1,6 +1,7 @@
 """bench/common.py's harness: contenders alternate in pairs, ratios are medians of per-pair ratios, a failing
 worker is one line, and each worker process keeps to its framework and its thread count."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def test_targets_compare_the_right_ratio_with_its_bound():
         "MLP VAE 784-400-20, 2 threads: tinyae / floor 1.18",
         "MLP VAE 784-400-20, 1 thread: tinyae / floor 1.16"]
     assert [holds for _, holds in found] == [True, False, True, True]  # ≤ 0.6, ≤ 0.8, ≤ 1.2, ≤ 1.2
+
+
+def test_a_worker_environment_sets_the_threads_and_then_its_own_variables():
+    torch = common.worker_environment(common.Worker("PyTorch", "x:y", "torch", 2))
+    assert (torch["OMP_NUM_THREADS"], torch["MKL_NUM_THREADS"], torch["OPENBLAS_NUM_THREADS"]) == ("2", "2", "1")
+    ours = common.worker_environment(common.Worker("tinyae", "x:y", "tinyae", 3, pythonpath=("/elsewhere",)))
+    assert (ours["OMP_NUM_THREADS"], ours["OPENBLAS_NUM_THREADS"]) == ("3", "3")
+    assert ours["PYTHONPATH"].split(os.pathsep)[0] == "/elsewhere"
+    shared = common.Worker("PyTorch", "x:y", "torch", 2, env={"OPENBLAS_NUM_THREADS": "2"})
+    assert common.worker_environment(shared)["OPENBLAS_NUM_THREADS"] == "2"
 
 
 @pytest.fixture
