@@ -17,7 +17,7 @@ import step as bench_step  # noqa: E402  (bench/step.py)
 from tests.conftest import BACKEND  # noqa: E402
 
 pytestmark = pytest.mark.skipif(BACKEND == "strict", reason="run once, in the numpy run of the suite: the "
-                                "harness runs its workers on numpy whatever the backend")
+                                "harness does not depend on tinyae's backend")
 
 
 def fake_result(seconds: float) -> dict:
