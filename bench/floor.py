@@ -2,6 +2,7 @@
 
     python bench/floor.py [--steps 300]
 
+bench/step.py times this step against tinyae's in processes of their own (``worker``).
 The same step as tinyae's (784-400-20 VAE, batch 128, BCE-with-logits summed + KL, Adam), spelled out as
 one NumPy function: the same matrix products in the same layouts, the same fused kernels, the same
 one-call Adam update, and no modules, recorded ops or gradient bookkeeping. It is timed in alternating
@@ -17,7 +18,7 @@ import statistics
 
 import numpy as np
 
-from common import configure_process, machine, mnist_batch
+from common import configure_process, machine, mnist_batch, timed
 from roofline import BATCH, LAYERS, elapsed, matmuls_only, tinyae_step
 from tinyae.ops.activation import relu_backward, relu_forward
 from tinyae.ops.loss import bce_with_logits, gaussian_kl_terms
@@ -71,6 +72,11 @@ def hand_written_step(x: np.ndarray):
     return step
 
 
+def worker(data: str, warmup: int, rounds: int, steps: int) -> dict:
+    """bench/step.py's contender: seconds per hand-written step on the batch saved in ``data``."""
+    return {"step": timed(hand_written_step(np.load(data)), warmup, rounds, steps)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -80,8 +86,8 @@ def main() -> None:
     gemms = matmuls_only()
     # Each step follows a round of matrix products, so both find the cache in the same state; alternating,
     # so the machine's drift hits all three.
-    order = [("hand-written step", hand_written_step(images)), ("gemms", gemms), ("tinyae step", tinyae_step(images)),
-             ("gemms", gemms)]
+    order = [("hand-written step", hand_written_step(images)), ("gemms", gemms),
+             ("tinyae step", tinyae_step(images)), ("gemms", gemms)]
     for _ in range(5):
         for _, run in order:
             run()
