@@ -21,8 +21,8 @@ pool beside OpenBLAS's own would slow a step down), the blocks of a call of ``PA
 more are shared out among those threads; every element is computed by the same instructions on any number of
 threads, so the results are the same bits (``CompiledLoop._walk``). Measured inside the MLP VAE's training
 step, on 2 threads of the 2-core EPYC VM: the Adam update took 0.22-0.27 ms (0.41-0.50 on one), BCE with
-logits 0.09 ms (0.14-0.20), the step 3.49 ms (3.68). Below 32,768 elements a memory-bound loop (ReLU's
-backward) loses more to starting the other thread than it gains.
+logits 0.09 ms (0.14-0.20), the whole step 3.49-3.60 ms (3.68-3.87). Below 32,768 elements a memory-bound
+loop (ReLU's backward) loses more to waking the other thread than it gains.
 
 Each (kernel, argument kinds) is built with ``$CC`` (default ``cc``) in about 0.1 s, once: the library is
 cached on disk for later processes (``compiler``: where, how it is keyed and checked, the time limit). The
