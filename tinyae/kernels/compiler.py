@@ -22,9 +22,9 @@ build a trivial library, a library that won't load) costs speed, never a result:
 happened and how to fix it, and the NumPy twins run. ``TINYAE_CPU_KERNELS=numpy`` chooses the twins without
 running any compiler; ``c`` (the default) the compiled loops where they pay.
 
-Libraries are built with OpenMP (``-fopenmp``: the loops may then share out their work, ``threads``) where the
-compiler builds a probe with it (``OPENMP_PROBE``), else without, silently: their loops then run on one thread,
-and compute the same bits.
+Libraries are built with OpenMP (``-fopenmp``: the loops may then share out their work, ``threads``) where
+the compiler builds a probe with it (``OPENMP_PROBE``), else without, silently: their loops then run on one
+thread, and compute the same bits.
 """
 
 from __future__ import annotations
