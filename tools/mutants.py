@@ -474,3 +474,34 @@ MUTANTS += [
     Mutant("bad input: --out naming a file goes on", "tinyae/app/cli.py",
            "        if run_dir.exists() and not run_dir.is_dir():", "        if False:", BAD_INPUT),
 ]
+
+# The compiled loops on several threads (tinyae/kernels/threads.py): which thread computes which block, the
+# floating-point state of every thread, the build without OpenMP, the fork, OpenBLAS's jobs
+THREADS = ("tests/kernels/test_threads.py",)
+MUTANTS += [
+    Mutant("parallel loops: threshold ignored", "tinyae/kernels/cloop.py",
+           "((parallel) && (n) >= {PARALLEL_MIN_SIZE} ?", "((parallel) ?", THREADS, NUMPY_RUN),
+    Mutant("parallel loops: a thread's blocks start at its share", "tinyae/kernels/cloop.py",
+           "return (i + TINYAE_BLOCK - 1) / TINYAE_BLOCK * TINYAE_BLOCK;", "return i;", THREADS, NUMPY_RUN),
+    Mutant("parallel loops: shared out before sharing with the BLAS", "tinyae/kernels/cloop.py",
+           "call = [threads.parallel, first.size]", "call = [True, first.size]", THREADS, NUMPY_RUN),
+    Mutant("parallel loops: the other threads' exceptions dropped", "tinyae/kernels/cloop.py",
+           "        __flags |= TINYAE_FP_FLAGS();",
+           "        __flags |= tinyae_thread() ? 0 : TINYAE_FP_FLAGS();", THREADS, NUMPY_RUN),
+    Mutant("parallel loops: a thread's exceptions left over", "tinyae/kernels/cloop.py",
+           "        feclearexcept(FE_ALL_EXCEPT);\n        /* the blocks", "        /* the blocks",
+           THREADS, NUMPY_RUN),
+    Mutant("parallel loops: the caller's rounding mode not passed on", "tinyae/kernels/cloop.py",
+           "        fesetenv(&__environment);", "", THREADS, NUMPY_RUN),
+    Mutant("compiler: cache key without the OpenMP flag", "tinyae/kernels/compiler.py",
+           '        command = self.compile_command(extra, libraries, "kernel.c", "kernel.so")',
+           '        command = [word for word in self.compile_command(extra, libraries, "kernel.c",'
+           ' "kernel.so") if word not in OPENMP]', THREADS, NUMPY_RUN),
+    Mutant("compiler: -fopenmp kept where it is refused", "tinyae/kernels/compiler.py",
+           "    if not isinstance(openmp, ctypes.CDLL):\n        tools.parallel = []",
+           "    if False:\n        tools.parallel = []", THREADS, NUMPY_RUN),
+    Mutant("threads: a forked child keeps OpenMP's threads", "tinyae/kernels/threads.py",
+           "        os.register_at_fork(after_in_child=stop_sharing)", "        pass", THREADS, NUMPY_RUN),
+    Mutant("threads: OpenBLAS's jobs on fewer threads than jobs", "tinyae/kernels/threads.py",
+           "!omp_get_dynamic() && count <= omp_get_thread_limit()", "!omp_get_dynamic()", THREADS, NUMPY_RUN),
+]

@@ -199,12 +199,13 @@ def test_foreach_is_one_call_computing_what_a_call_per_tensor_computes(dtype):
     np.testing.assert_array_equal(acc, want)
 
 
-def test_foreach_source_calls_the_loop_once_per_tensor():
+def test_foreach_source_runs_the_loop_block_by_block_over_each_tensor():
     kinds = ("list",) + ("scalar",) * 8 + ("flat",) * 3
     source = KERNELS["adam_update"].cpu_loop.foreach_source((np.dtype(np.float32),) * 12, kinds)
-    assert ("int tinyae_adam_update_foreach(ptrdiff_t __count, const ptrdiff_t *__sizes, float *const *_grad,"
-            in source)
-    assert "tinyae_adam_update_loop(__sizes[__t], _grad[__t], one_minus_beta1," in source and "_exp_avg_sq + __offset);" in source
+    assert ("int tinyae_adam_update_foreach(int __parallel, ptrdiff_t __count, const ptrdiff_t *__sizes, "
+            "float *const *_grad," in source)
+    assert "tinyae_adam_update_loop(__length, _grad[__t] + __i, one_minus_beta1," in source
+    assert "_exp_avg_sq + __offset + __i);" in source
 
 
 def test_foreach_refuses_what_it_cannot_take_and_reads_inputs_in_other_layouts_from_copies():

@@ -59,6 +59,8 @@ The contract between the paths (``tests/kernels/test_differential.py`` holds it)
   or a transpose of dense memory) and copies any input laid out otherwise into its layout; outputs passed
   in must share it. An output may be an input itself: every element's inputs are read before its outputs
   are written, on every path (the twin of an in-place kernel gets such an input copied).
+* threads: the C loop gives the same bits on any number of threads (``cloop``; it runs on several only where
+  the program shares OpenMP's threads with the BLAS: ``threads``).
 """
 
 from __future__ import annotations

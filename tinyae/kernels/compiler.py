@@ -7,7 +7,8 @@ a cache folder, and a later process loads it from there without running the comp
 * the folder: ``$TINYAE_CACHE_DIR/kernels``, else ``$XDG_CACHE_HOME/tinyae/kernels`` or
   ``~/.cache/tinyae/kernels``, created private (mode 0700). A folder owned by another user, or writable by
   group or others, is not used: one warning, and libraries are built in a temporary folder as without a cache.
-* the key: SHA-256 of the source, the compiler's command and flags (``-march=native`` or not), the libraries
+* the key: SHA-256 of the source, the compiler's command and flags (``-march=native`` or not, ``-fopenmp`` or
+  not: a library built without OpenMP is never taken for one built with it, or the reverse), the libraries
   linked, the compiler's identity (resolved path, size and time, ``--version``), the C library's version and
   the CPU (``-march=native`` builds for this one: a home folder shared by several machines must not hand one
   machine's library to another).
@@ -20,6 +21,10 @@ seconds. Whatever goes wrong (a ``$CC`` that doesn't parse or isn't there, a com
 build a trivial library, a library that won't load) costs speed, never a result: one warning says what
 happened and how to fix it, and the NumPy twins run. ``TINYAE_CPU_KERNELS=numpy`` chooses the twins without
 running any compiler; ``c`` (the default) the compiled loops where they pay.
+
+Libraries are built with OpenMP (``-fopenmp``: the loops may then share out their work, ``threads``) where
+the compiler builds a probe with it (``OPENMP_PROBE``), else without, silently: their loops then run on one
+thread, and compute the same bits.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from pathlib import Path
 FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
 NATIVE = ["-march=native"]  # tried first; some compilers (or CPUs) refuse it, then the loops build without
 PROBE = "void probe(void) {}\n"  # a library any working compiler builds
+OPENMP = ["-fopenmp"]  # the loops run on several threads where the compiler builds OPENMP_PROBE with it
+OPENMP_PROBE = "#include <omp.h>\nint tinyae_threads(void) { return omp_get_max_threads(); }\n"
 COMPILE_TIMEOUT = 60.0  # seconds a compiler run may take before its process group is killed
 TERM_GRACE = 0.5  # seconds between SIGTERM and SIGKILL
 CACHE_FORMAT = "1"  # part of every key: changing how entries are built or laid out changes it
@@ -67,6 +74,7 @@ class Toolchain:
         self.identity = ""
         self.cache: Path | None = None
         self.flag_sets = [NATIVE, []]  # NATIVE is dropped once it fails where the plain flags work
+        self.parallel: list[str] = []  # OPENMP where the compiler builds OPENMP_PROBE with it
         self.problem: str | None = None  # set: no compiler runs, the twins do
 
     def build(self, source: str, libraries: list[str]) -> ctypes.CDLL | str:
@@ -98,7 +106,7 @@ class Toolchain:
         return problem
 
     def compile_command(self, extra: list[str], libraries: list[str], c_file: str, library: str) -> list[str]:
-        return [*self.command, *FLAGS, *extra, c_file, "-o", library, *libraries, "-lm"]
+        return [*self.command, *FLAGS, *self.parallel, *extra, c_file, "-o", library, *libraries, "-lm"]
 
     def key(self, source: str, extra: list[str], libraries: list[str]) -> str:
         """The cache key: what went into the library (the command, less its temporary paths)."""
@@ -205,6 +213,16 @@ def toolchain() -> Toolchain:
         raise
     except Exception as error:
         tools.give_up(error)
+        return tools
+    tools.parallel = OPENMP
+    try:
+        openmp = tools.build(OPENMP_PROBE, [])
+    except Warning:
+        raise
+    except Exception:  # (a compiler that hangs on it): the loops run on one thread
+        openmp = None
+    if not isinstance(openmp, ctypes.CDLL):
+        tools.parallel = []
     return tools
 
 
