@@ -140,3 +140,19 @@ def test_configure_process_limits_the_blas_threads():
     assert python(code.format(1)).split() == ["1", "[1]"]
     default = process.physical_cores()
     assert python(code.format(None)).split() == [str(default), f"[{default}]"]
+
+
+def test_configure_process_shares_openmps_threads_with_openblas_where_it_can():
+    """Where this process's compiler and OpenBLAS allow the sharing, the command makes it, and limits the
+    OpenMP pool it loaded too (the limit comes after the sharing)."""
+    can_share = python("from tinyae.kernels import threads\nprint(threads.share_with_blas())").strip()
+    code = ("import threadpoolctl\n"
+            "from tinyae.app.process import configure_process\n"
+            "from tinyae.kernels import threads\n"
+            "configure_process(1)\n"
+            "print(threads.parallel, sorted({(p['internal_api'], p['num_threads'])"
+            " for p in threadpoolctl.threadpool_info()}))\n")
+    shared, pools = python(code).split(" ", 1)
+    assert shared == can_share
+    if shared == "True":
+        assert pools.strip() == "[('openblas', 1), ('openmp', 1)]"

@@ -2,6 +2,9 @@
 by importing it: a library that changed them would change every program that imports it.
 
 * ``malloc`` keeps freed memory for reuse (``keep_freed_memory``; ``TINYAE_KEEP_FREED_MEMORY=0`` opts out);
+* NumPy's OpenBLAS runs its parallel work on OpenMP's threads, which the compiled loops share
+  (``tinyae.kernels.threads.share_with_blas``): one pool on the cores instead of two that spin against each
+  other;
 * the BLAS and OpenMP thread pools get ``threads`` threads (``threadpoolctl``), by default one per physical
   core the process may run on (``physical_cores``).
 
@@ -17,16 +20,20 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from ..backend import env_flag
+from ..kernels.threads import share_with_blas
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 
 
 def configure_process(threads: int | None = None) -> int:
-    """Make the settings of a program that trains: malloc keeps freed memory, and the BLAS and OpenMP pools
-    get ``threads`` threads (default: ``physical_cores()``). Returns the number of threads."""
+    """Make the settings of a program that trains: malloc keeps freed memory, OpenBLAS and the compiled loops
+    share OpenMP's threads, and the BLAS and OpenMP pools get ``threads`` threads (default:
+    ``physical_cores()``; set after the sharing, which loads the OpenMP runtime). Returns the number of
+    threads."""
     keep_freed_memory()
     threads = threads or physical_cores()
+    share_with_blas()
     threadpool_limits(limits=threads)
     return threads
 
