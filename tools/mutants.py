@@ -28,7 +28,7 @@ ACTIVATION = ("tests/ops/test_activation.py", "tests/ops/test_kinks.py")
 REDUCE = ("tests/ops/test_reduce.py", "tests/ops/test_kinks.py")
 SHAPE = ("tests/ops/test_shape.py", "tests/ops/test_kinks.py")
 LOSS = ("tests/ops/test_loss.py",)
-CONV = ("tests/ops/test_conv.py",)
+CONV = ("tests/ops/test_conv.py", "tests/ops/test_conv_windows.py")  # (numpy: the twins against the compiled)
 BAD_INPUT = ("tests/app/test_bad_input.py",)
 OPTIM = ("tests/optim/test_optim.py", "tests/kernels/test_kernel.py")
 
@@ -475,6 +475,8 @@ MUTANTS += [
            "        if run_dir.exists() and not run_dir.is_dir():", "        if False:", BAD_INPUT),
 ]
 
+WINDOWS = ("tests/ops/test_conv_windows.py",)
+
 # The compiled loops on several threads (tinyae/kernels/threads.py): which thread computes which block, the
 # floating-point state of every thread, the build without OpenMP, the fork, OpenBLAS's jobs
 THREADS = ("tests/kernels/test_threads.py",)
@@ -504,4 +506,33 @@ MUTANTS += [
            "        os.register_at_fork(after_in_child=stop_sharing)", "        pass", THREADS, NUMPY_RUN),
     Mutant("threads: OpenBLAS's jobs on fewer threads than jobs", "tinyae/kernels/threads.py",
            "!omp_get_dynamic() && count <= omp_get_thread_limit()", "!omp_get_dynamic()", THREADS, NUMPY_RUN),
+    Mutant("threads: the command never shares OpenMP's threads with OpenBLAS", "tinyae/app/process.py",
+           "    share_with_blas()\n", "", ("tests/test_process.py",), NUMPY_RUN),
+
+    # The compiled im2col and col2im (tinyae/ops/conv.py's WINDOWS_C) against their twins
+    Mutant("im2col: the bottom padding read as image", "tinyae/ops/conv.py",
+           "if (y < 0 || y >= H || z < 0 || z >= W) {", "if (y < 0 || y > H || z < 0 || z >= W) {",
+           WINDOWS, NUMPY_RUN),
+    Mutant("im2col: any batch stride copied as contiguous", "tinyae/ops/conv.py",
+           "if (step[3] == 1)", "if (1)", WINDOWS, NUMPY_RUN),
+    Mutant("im2col: the channel stride ignored", "tinyae/ops/conv.py",
+           "x + c * step[0] + y * step[1]", "x + c * H * W * N + y * step[1]", WINDOWS, NUMPY_RUN),
+    Mutant("col2im: rows between strides taken", "tinyae/ops/conv.py",
+           "if (rows < 0 || rows % sh != 0 || rows / sh >= oh)", "if (rows < 0 || rows / sh >= oh)",
+           WINDOWS, NUMPY_RUN),
+    Mutant("col2im: the last window row dropped", "tinyae/ops/conv.py",
+           "columns / sw >= ow)", "columns / sw >= ow - 1)", WINDOWS, NUMPY_RUN),
+    Mutant("col2im: pixels no window covers left unset", "tinyae/ops/conv.py",
+           "                    for (ptrdiff_t n = 0; n < N; n++)\n                        out[n] = 0;\n",
+           "", WINDOWS, NUMPY_RUN),
+    Mutant("col2im: floating-point exceptions not reported", "tinyae/ops/conv.py",
+           '            cloop.report(flags, "add")', "            pass", WINDOWS, NUMPY_RUN),
+    Mutant("col2im: the other threads' exceptions dropped", "tinyae/ops/conv.py",
+           "        flags |= TINYAE_FP_FLAGS();\n    }\n    return flags;",
+           "        flags |= omp_get_thread_num() ? 0 : TINYAE_FP_FLAGS();\n    }\n    return flags;",
+           WINDOWS, NUMPY_RUN),
+    Mutant("conv: the compiled windows never used", "tinyae/ops/conv.py",
+           "    return _windows_for(array.dtype)", "    return None", WINDOWS, NUMPY_RUN),
+    Mutant("conv: misaligned memory given to the compiled windows", "tinyae/ops/conv.py",
+           "    if not array.flags.aligned or any(", "    if any(", WINDOWS, NUMPY_RUN),
 ]
