@@ -535,4 +535,7 @@ MUTANTS += [
            "    return _windows_for(array.dtype)", "    return None", WINDOWS, NUMPY_RUN),
     Mutant("conv: misaligned memory given to the compiled windows", "tinyae/ops/conv.py",
            "    if not array.flags.aligned or any(", "    if any(", WINDOWS, NUMPY_RUN),
+    Mutant("relu: the gradient left in its own layout", "tinyae/ops/activation.py",
+           "relu_backward(in_layout_of(grad_out, self.out), self.out)", "relu_backward(grad_out, self.out)",
+           ("tests/ops/test_activation.py",), NUMPY_RUN),
 ]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import tinyae
 from tests.ops.helpers import check_op
-from tests.conftest import to_numpy
+from tests.conftest import BACKEND, to_numpy
 from tinyae import functional
 from tinyae.testing.strategies import arrays, shapes
 
@@ -86,3 +86,20 @@ def test_far_tails_are_finite_without_warnings(op, expected_out, expected_grad, 
     assert out.dtype == dtype and x.grad.dtype == dtype
     np.testing.assert_array_equal(out.numpy(), np.array(expected_out, dtype=dtype))
     np.testing.assert_array_equal(to_numpy(x.grad), np.array(expected_grad, dtype=dtype))
+
+
+@pytest.mark.skipif(BACKEND != "numpy", reason="memory layouts: NumPy's")
+def test_relu_backward_lays_the_gradient_out_as_its_output():
+    """After a flatten the gradient comes (N, C, H, W)-contiguous to a ReLU whose output is a convolution's
+    (C, H, W, N) memory: ∂L/∂x comes out in that memory order (the compiled loop runs, the convolution's
+    backward copies nothing), with the values of the formula."""
+    from tinyae.ops.activation import ReLU
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5, 4, 3)).astype(np.float32).transpose(3, 0, 1, 2)  # (N, C, H, W) of CHWN
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)  # C-contiguous
+    relu = ReLU()
+    out = relu.forward(x)
+    grad_x = relu.backward(grad_out)
+    assert grad_x.strides == out.strides == x.strides
+    np.testing.assert_array_equal(grad_x, np.where(x > 0, grad_out, 0))

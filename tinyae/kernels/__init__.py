@@ -222,6 +222,17 @@ def all_kernels() -> dict[str, Kernel]:
     return found
 
 
+def in_layout_of(array, like):
+    """``array`` (of ``like``'s shape) in ``like``'s memory order, so that a kernel given both walks them in one
+    pass: ``array`` itself where the strides agree or either is not a NumPy array, else a copy laid out as
+    ``like`` (NumPy's order 'K')."""
+    if type(array) is not np.ndarray or type(like) is not np.ndarray or array.strides == like.strides:
+        return array
+    copy = np.empty_like(like, dtype=array.dtype)
+    copy[...] = array
+    return copy
+
+
 def _is_flat_array(value) -> bool:
     return hasattr(value, "ndim") and value.ndim == 1
 
