@@ -3,13 +3,14 @@ process; what tinyae's fused kernels save (the unfused path), for the conv VAE w
 convolutions' layout through the activations would cost or save (tinyae lets CuPy allocate C-contiguous
 outputs: measured faster); and one MNIST epoch on tinyae/CuPy.
 
-    python bench/gpu.py [--model mlp|conv] [--steps 200] [--rounds 3]
+    python bench/gpu.py [--model mlp|conv] [--steps 200] [--pairs 5]
 
 Needs CuPy (`pip install -e ".[gpu-cuda12]"`, or ".[gpu-cuda13]" where nvidia-smi shows "CUDA Version: 13.x"),
 PyTorch with CUDA, and a GPU; exits with a message otherwise.
 Every contender runs in a process of its own (two CUDA runtimes and memory pools in one process would slow
-each other), ``--rounds`` times, in alternating order; the median of the rounds is reported. Each timing
-synchronizes the device before reading the clock.
+each other; PyTorch's never imports tinyae), once per pair, the order reversed every other pair (``--pairs``,
+at least 5 by default); reported are each contender's median step over the pairs and the median of the
+per-pair ratios with their range. Each timing synchronizes the device before reading the clock.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(CONTENDERS), default="mlp")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per process")
-    parser.add_argument("--rounds", type=int, default=3, help="processes per contender, in alternating order")
+    parser.add_argument("--pairs", type=int, default=5, help="processes per contender, in alternating order")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # (the contender this process times)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
@@ -177,24 +178,35 @@ def main() -> None:
             sys.exit(f"bench/gpu.py needs CuPy, PyTorch with CUDA and a GPU: {error}")
         print(json.dumps(worker))
         return
+    if args.pairs < 1:
+        sys.exit(f"bench/gpu.py: --pairs must be at least 1, got {args.pairs}")
+    from common import Spread, pair_order
+
     contenders = CONTENDERS[args.model]
     samples: dict[str, list[dict]] = {name: [] for name in contenders}
-    for round_number in range(args.rounds):
-        for name in contenders if round_number % 2 == 0 else contenders[::-1]:
+    for pair in range(args.pairs):
+        for name in pair_order(contenders, pair):
             samples[name].append(measure(name, args))
+            progress = f"pair {pair + 1}/{args.pairs}: {name} step {samples[name][-1]['step'] * 1e3:.3g} ms"
+            print(progress, file=sys.stderr, flush=True)
+
+    def ratio(name: str, other: str) -> Spread:
+        """The median of the per-pair ratios of ``name``'s step to ``other``'s, and their range."""
+        return Spread.of([mine["step"] / theirs["step"] for mine, theirs in zip(samples[name], samples[other])])
+
     step = {name: statistics.median(sample["step"] for sample in runs) for name, runs in samples.items()}
     epoch = statistics.median(sample["epoch"] for sample in samples["tinyae"])
-    print(f"GPU: {samples['tinyae'][0]['gpu']}; {args.rounds} process(es) per contender, "
+    print(f"GPU: {samples['tinyae'][0]['gpu']}; {args.pairs} alternating pair(s) of processes, "
           f"{args.steps} steps each\n")
-    print(f"| {args.model} VAE, batch 128 | step ms (median of processes) |\n|---|---|")
+    print(f"| {args.model} VAE, batch 128 | step ms (median over the pairs) |\n|---|---|")
     for name, seconds in step.items():
         print(f"| {name} | {seconds * 1e3:.2f} |")
-    ratios = [f"tinyae / PyTorch: {step['tinyae'] / step['PyTorch']:.2f}",
-              f"fused kernels' speed-up: {step['tinyae, unfused kernels'] / step['tinyae']:.2f}×"]
+    ratios = [f"tinyae / PyTorch: {ratio('tinyae', 'PyTorch')}",
+              f"unfused / fused kernels: {ratio('tinyae, unfused kernels', 'tinyae')}"]
     if args.model == "conv":
-        ratios.append(f"keeping the conv layout: {step['tinyae, conv layout kept'] / step['tinyae']:.2f}× the step")
+        ratios.append(f"keeping the conv layout: {ratio('tinyae, conv layout kept', 'tinyae')}× the step")
     ratios.append(f"one MNIST epoch on tinyae/CuPy: {epoch:.1f} s ({np.ceil(60000 / 128):.0f} steps)")
-    print("\n" + "; ".join(ratios))
+    print("\n(median of the per-pair ratios, range)\n" + "; ".join(ratios))
 
 
 if __name__ == "__main__":

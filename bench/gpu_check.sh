@@ -28,8 +28,8 @@ step train 50 python3 -m tinyae train --backend $B --epochs 1 --limit 10000 --te
 step eval 40 python3 -m tinyae eval "$L/run" -k 100 --limit 1000 --quiet
 step gradcheck 70 python3 -m tinyae gradcheck --backend $G
 wait; cat "$L/suite.line"; grep -q 'rc 0,' "$L/suite.line" || [ $B = numpy ] || F=1
-gpu bench-mlp 80 python3 bench/gpu.py --model mlp --steps 30 --rounds 1
-gpu bench-conv 100 python3 bench/gpu.py --model conv --steps 30 --rounds 1
+gpu bench-mlp 80 python3 bench/gpu.py --model mlp --steps 30 --pairs 1
+gpu bench-conv 100 python3 bench/gpu.py --model conv --steps 30 --pairs 1
 rm -f "$L"/run/*.npz
 [ -n "$OUT" ] && tar czf "$OUT/gpu_check.tgz" -C "$(dirname "$L")" "$(basename "$L")"
 exit $F

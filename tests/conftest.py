@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 import tinyae
 from tinyae import backend
+from tinyae.kernels import threads
 
 # The compiled CPU kernels are cached in a folder of this run (subprocesses inherit it), never in ~/.cache.
 KERNEL_CACHE = tempfile.mkdtemp(prefix="tinyae-test-cache-")
@@ -68,10 +69,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Each test starts on the backend under test with float32 as the default dtype, and no device assert
-    left pending by another test (one that failed before reading its result would report it here)."""
+    left pending by another test (one that failed before reading its result would report it here), and the
+    compiled loops on the calling thread, OpenBLAS on its own threads, whatever ran the command in this
+    process before (``main`` shares OpenMP's threads with OpenBLAS; the ``shared`` fixtures share anew)."""
     tinyae.set_backend(BACKEND)
     tinyae.set_default_dtype("float32")
     backend._device_asserts.clear()
+    threads.stop_sharing()
     yield
     tinyae.set_backend(BACKEND)
     tinyae.set_default_dtype("float32")

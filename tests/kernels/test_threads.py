@@ -65,11 +65,11 @@ def openmp():
 @contextlib.contextmanager
 def sharing_out():
     """The loops share out large calls (as after threads.share_with_blas), OpenBLAS left alone."""
-    threads.parallel = True
+    before, threads.parallel = threads.parallel, True
     try:
         yield
     finally:
-        threads.parallel = False
+        threads.parallel = before
 
 
 @pytest.fixture
