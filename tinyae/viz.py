@@ -12,10 +12,10 @@ tinyae's models name ``x``, ``mu``, ``logvar``, ``z``, ``logits``, ``recon``, ``
 as ``names={id(tensor): name}``. Op nodes show the Function's class name, Python numbers among its
 operands in place (``Div(·, 64)`` is t / 64), and the geometry of a convolution (stride, padding) or an
 upsampling (scale) on a second line. The edges into an op with several array inputs carry the names of
-``forward``'s parameters (μ, log σ², ε into Reparameterize; x, weight, bias into Linear). Arrays passed to
-an op as constants (reparameterize's ε) are no-grad nodes. Colors: green, a leaf that requires grad (a
-parameter); blue, an intermediate result; gray, no grad (data, constants); yellow, an op; the root is
-outlined in red.
+``forward``'s parameters (μ, log σ², ε into Reparameterize; x, weight, bias into Linear).
+Arrays passed to an op as constants (reparameterize's ε) are no-grad nodes, named after the input they
+feed. Colors: green, a leaf that requires grad (a parameter); blue, an intermediate result; gray, no grad
+(data, constants); yellow, an op; the root is outlined in red.
 
 Gradients (``grads=True`` or ``backward=True``). ``gradient_flow`` runs the backward pass of the root (a
 single-element tensor, a loss: ∂L/∂L = 1) once more through the graph, calling each op's ``backward`` in the
@@ -235,9 +235,10 @@ def build_graph(root: Tensor, *, names: dict[int, str] | None = None, module=Non
             value = function.inputs[position]
             if not (isinstance(value, Tensor) or backend.is_array(value)):
                 continue  # Python numbers are in the op's label; None is an absent optional input
-            if id(value) not in index:
+            if id(value) not in index:  # an array given to the op (reparameterize's ε): named after the input
                 kind = tensor_kind(value) if isinstance(value, Tensor) else "constant"
-                add(kind, _tensor_lines(value, labels.get(id(value)), totals if grads else None), id(value))
+                name = labels.get(id(value)) or (None if isinstance(value, Tensor) else edge_names[position])
+                add(kind, _tensor_lines(value, name, totals if grads else None), id(value))
                 if isinstance(value, Tensor):
                     stack.append(value)
             nodes[index[id(value)]].succs.append(op)
