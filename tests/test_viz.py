@@ -1,5 +1,8 @@
 """tinyae.viz: the graph behind a tensor as DOT text and as a PNG, on the backend under test."""
 
+import sys
+from pathlib import Path
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -7,7 +10,9 @@ import pytest
 import tinyae as ta
 from tinyae import viz
 from tinyae.models import VAE, ConvVAE
-from tests.conftest import to_numpy
+from tests.conftest import BACKEND, to_numpy
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PARAMETER_NAMES = [f"{layer}.{kind}" for layer in ("fc1", "fc21", "fc22", "fc3", "fc4")
                    for kind in ("weight", "bias")]
@@ -301,3 +306,21 @@ def test_uneven_stride_and_padding_are_shown_as_pairs():
     w = ta.tensor(np.zeros((1, 1, 3, 3)), requires_grad=True)
     nodes = viz.build_graph(ta.functional.conv2d(x, w, stride=(2, 1), padding=(0, 1)).sum())
     assert op_node(nodes, "Conv2d").lines == ["Conv2d", "stride (2, 1), padding (0, 1)"]
+
+
+@pytest.mark.skipif(BACKEND == "strict", reason="the figures are drawn on numpy; run once")
+def test_the_readme_figures_are_drawn_from_the_current_loss(tmp_path):
+    """tools/draw_readme_graph.py draws the committed figures: the same layout (a node more or less, like
+    the Mul(1, ·) the loss once recorded, changes the drawing's size), and the loss as it is now."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import draw_readme_graph
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    loss, model = draw_readme_graph.vae_loss(batch=8)
+    ops = [node.lines[0] for node in viz.build_graph(loss, module=model) if node.kind == "op"]
+    assert sorted(ops) == sorted(["Add", "Div(·, 8)", "Div(·, 8)", "BinaryCrossEntropyWithLogits", "GaussianKL",
+                                  "Reparameterize", *["Linear"] * 5, "ReLU", "ReLU"])
+    for path in draw_readme_graph.main(["--out", str(tmp_path)]):
+        committed = matplotlib.image.imread(ROOT / "docs" / path.name)
+        assert matplotlib.image.imread(path).shape == committed.shape, path.name
