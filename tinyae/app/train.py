@@ -194,7 +194,7 @@ class Trainer:
             return 1.0
         return min(1.0, (epoch + step / len(self.train_batches)) / warmup)
 
-    def train_epoch(self, on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    def train_epoch(self, on_step: Callable[[int, float], None] | None = None) -> dict:
         """One pass over the training set; returns the per-image averages of the loss and its parts, and with
         ``log_grad_norms`` under "grad_norms" each layer's gradient norm averaged over the steps."""
         epoch = self.epoch
