@@ -103,3 +103,16 @@ def test_epoch_ticks_by_hand():
     assert figures.epoch_ticks(1, 10) == list(range(1, 11))
     assert figures.epoch_ticks(1, 11) == [1, 3, 5, 7, 9, 11]
     assert figures.epoch_ticks(5, 30) == [5, 8, 11, 14, 17, 20, 23, 26, 29]
+
+
+def test_gradient_norms_get_a_log_panel_with_gaps_where_an_epoch_lacks_them():
+    records = loss_records([1, 2, 3], ["kl", "recon"])
+    records[1]["grad_norms"] = {"fc1": 0.5, "fc21": 2.0}
+    records[2]["grad_norms"] = {"fc1": 0.25, "fc21": 1e-4, "fc22": 3.0}
+    figure = figures.loss_figure(records)
+    assert len(figure.axes) == 4 and figure.axes[-1].get_yscale() == "log"
+    lines = {line.get_label(): line.get_ydata() for line in figure.axes[-1].get_lines()}
+    assert list(lines) == ["fc1", "fc21", "fc22"]  # in the order first met
+    np.testing.assert_array_equal(lines["fc1"], [np.nan, 0.5, 0.25])
+    np.testing.assert_array_equal(lines["fc22"], [np.nan, np.nan, 3.0])
+    assert len(figures.loss_figure(loss_records([1, 2], ["kl", "recon"])).axes) == 3

@@ -43,10 +43,11 @@ def stale(mutant: Mutant) -> str | None:
 
 
 def scratch_copy(directory: Path) -> Path:
-    """A copy of what the tests need (the package with its data, the tests) to mutate freely."""
+    """A copy of what the tests need (the package with its data, the tests, the scripts they run) to mutate
+    freely."""
     copy = directory / "repo"
     copy.mkdir()
-    for name in ("tinyae", "tests", "examples", "docs", "bench"):
+    for name in ("tinyae", "tests", "examples", "docs", "bench", "tools"):
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__", "out"))
     for name in ("pyproject.toml", "README.md"):

@@ -2,7 +2,8 @@
 at every named write point of ``tinyae.app.run`` (inside the metrics append, between the metrics line and
 the checkpoint, inside the checkpoint's write, inside config.json's write and inside the repair of
 metrics.jsonl), then continued with the same command until it succeeds. Every trial must end bit for bit
-where an uninterrupted run ends: the metrics lines (less their wall-clock "seconds"), the weights, the
+where an uninterrupted run ends: the metrics lines (less their wall-clock "seconds"; with the gradient
+norms of --log-grad-norms), the weights, the
 optimizer's state, the data order's generator and the epoch count.
 
 10 trials by default; ``TINYAE_CRASH_TRIALS=30 python -m pytest tests/app/test_crash.py`` runs more.
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(BACKEND == "strict", reason="the command trains 
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = ["--epochs", "3", "--limit", "1200", "--test-limit", "200", "--batch-size", "10", "--hidden", "32",
-           "--latent-dim", "4", "--quiet"]  # 120 steps an epoch: a tenth of a second
+           "--latent-dim", "4", "--log-grad-norms", "--quiet"]  # 120 steps an epoch: a tenth of a second
 TRIALS = int(os.environ.get("TINYAE_CRASH_TRIALS", "10"))
 # Kills at named points: NAME:N kills the N-th time the process reaches NAME. Runs of several kills are
 # applied to consecutive invocations (the second one kills the process that repairs what the first left).

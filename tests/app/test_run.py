@@ -242,3 +242,31 @@ def test_kill_points_are_named_once_each():
     source = Path(run_module.__file__).read_text()
     for point in run_module.KILL_POINTS:
         assert source.count(f'"{point}"') == 2, point  # the list, and the one place it kills
+
+
+def test_log_grad_norms_is_stored_kept_on_resume_and_plotted(tmp_path, capsys):
+    assert train("--epochs", "1", "--out", "logged", "--log-grad-norms", *QUICK) == 0
+    assert json.loads(Path("logged/config.json").read_text())["log_grad_norms"] is True
+    assert train("--resume", "logged", "--epochs", "2", "--quiet") == 0  # no flag given: the run keeps it
+    records = [json.loads(line) for line in lines(Path("logged"))]
+    assert [list(record["grad_norms"]) for record in records] == [["fc1", "fc21", "fc22", "fc3", "fc4"]] * 2
+    assert main(["plot", "logged"]) == 0
+    assert Path("logged/figures/plot.png").stat().st_size > 2000
+    assert train("--resume", "logged", "--epochs", "3", "--log-grad-norms", "--quiet") == 0  # the same value
+
+
+def test_log_grad_norms_cannot_be_switched_on_by_resume(two_epochs, capsys):
+    capsys.readouterr()
+    assert train("--resume", two_epochs, "--epochs", "3", "--log-grad-norms", "--quiet") == 1
+    assert "only --epochs may change, not --log-grad-norms" in capsys.readouterr().err
+
+
+def test_a_run_written_before_log_grad_norms_existed_reads_resumes_and_plots(damaged, capsys):
+    config = json.loads((damaged / "config.json").read_text())
+    del config["log_grad_norms"]
+    (damaged / "config.json").write_text(json.dumps(config))
+    assert Run.open(damaged).config["log_grad_norms"] is False
+    assert main(["plot", str(damaged)]) == 0
+    assert train("--resume", damaged, "--epochs", "3", "--quiet") == 0
+    assert "grad_norms" not in json.loads(lines(damaged)[-1])
+    assert "log_grad_norms" not in json.loads((damaged / "config.json").read_text())  # the file is kept

@@ -42,7 +42,7 @@ MODEL_OPTIONS = {
 }
 MAX_FIGURE_COUNT = 1000  # -n, --pairs, --steps, --dims, --size
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "backend", "seed", "binarize", "dataset",
-                    "data_dir", "limit", "test_limit", "kl_warmup")
+                    "data_dir", "limit", "test_limit", "kl_warmup", "log_grad_norms")
 
 
 WIDTH = validate.count(MAX_WIDTH)
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN",
                      help="continue RUN in place up to --epochs (a run killed at any moment included); if RUN "
                           "already has that many epochs, nothing is trained")
+    run.add_argument("--log-grad-norms", action="store_true", default=None,
+                     help="write each layer's gradient norm, averaged over the epoch's steps, into metrics.jsonl "
+                          "(tinyae plot draws them)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def on_a_run(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -91,27 +91,48 @@ def supported_formats() -> list[str]:
 
 
 def loss_curves(metrics: list[dict], path: Path) -> Path:
-    """Train and test loss per epoch, and each loss part, from the records of metrics.jsonl."""
+    """Train and test loss per epoch, each loss part, and the layers' gradient norms where the run logged
+    them, from the records of metrics.jsonl."""
     return save(loss_figure(metrics), path)
 
 
 def loss_figure(metrics: list[dict]) -> Figure:
     """One panel for the loss, and one per part where the loss has several (a VAE's recon and kl); a single
-    part is the loss itself (an AE's recon) and gets no panel of its own. The epochs are integer ticks."""
+    part is the loss itself (an AE's recon) and gets no panel of its own. A run trained with
+    --log-grad-norms gets a last panel: each layer's gradient norm (mean over the epoch's steps) on a log
+    scale, where a fading layer shows. The epochs are integer ticks."""
     epochs = [record["epoch"] for record in metrics]
     parts = sorted({key[len("test_"):] for record in metrics for key in record if key.startswith("test_")} - {"loss"})
     panels = ["loss", *parts] if len(parts) > 1 else ["loss"]
-    figure = new_figure((4.5 * len(panels), 3.5))
-    for axis, name in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+    layers = list(dict.fromkeys(layer for record in metrics for layer in record.get("grad_norms", {})))
+    figure = new_figure((4.5 * (len(panels) + bool(layers)) + (1.2 if layers else 0), 3.5))
+    axes = figure.subplots(1, len(panels) + bool(layers), squeeze=False)[0]
+    for axis, name in zip(axes, panels):
         for split, style in (("train", "-o"), ("test", "--s")):
             axis.plot(epochs, [record.get(f"{split}_{name}") for record in metrics], style, label=split, markersize=3)
-        axis.set_xlabel("epoch")
-        axis.set_xticks(epoch_ticks(min(epochs), max(epochs)))
         axis.set_ylabel(f"{name} (nats per image)")
         axis.legend()
+    if layers:
+        gradient_panel(axes[-1], epochs, metrics, layers)
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.set_xticks(epoch_ticks(min(epochs), max(epochs)))
         axis.grid(alpha=0.3)
-    figure.suptitle("loss per epoch")
+    figure.suptitle("loss per epoch" + (" and gradient norm per layer" if layers else ""))
     return figure
+
+
+def gradient_panel(axis, epochs: list[int], metrics: list[dict], layers: list[str]) -> None:
+    """Each layer's ‖∂L/∂θ_layer‖₂ per epoch (NaN, a gap, where a record lacks it), on a log scale, the
+    legend beside the panel."""
+    colors = colormaps["viridis"]
+    for number, layer in enumerate(layers):
+        norms = [record.get("grad_norms", {}).get(layer, math.nan) for record in metrics]
+        axis.plot(epochs, [math.nan if value is None else value for value in norms], "-o", markersize=2.5,
+                  label=layer, color=colors(number / max(len(layers) - 1, 1)))
+    axis.set_yscale("log")
+    axis.set_ylabel("‖∂L/∂θ‖₂ per layer (mean over steps)")
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
 
 
 def epoch_ticks(first: int, last: int, most: int = 10) -> list[int]:

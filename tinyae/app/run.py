@@ -189,6 +189,7 @@ class Run:
         if config.get("format_version") != checkpoint.FORMAT_VERSION:
             raise RunError(f"{path} was written by an incompatible tinyae (format "
                            f"{config.get('format_version')!r}, expected {checkpoint.FORMAT_VERSION})")
+        config = {**validate.LATER_KEYS, **config}  # a run written before a key existed
         try:
             validate.check_config(config, extra=("format_version",))
         except validate.ConfigError as error:

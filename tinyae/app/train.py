@@ -7,6 +7,17 @@ checkpoint, after each epoch.
 Reproducibility: at the start of epoch e every tinyae generator is reseeded from (seed, e), and the data
 order comes from the batch generator whose state the checkpoint keeps. So a run resumed from the
 checkpoint of epoch e computes exactly what the uninterrupted run computed.
+
+Gradient norms (``log_grad_norms``, ``tinyae train --log-grad-norms``). After each step's backward the
+trainer takes, for each layer ℓ (each module that holds parameters, named by its state_dict prefix:
+``fc1``, ``encoder.0``), the norm of the gradient of the step's loss over the layer's parameters,
+‖∂L/∂θ_ℓ‖₂ = (Σ_{p ∈ ℓ} ‖∂L/∂p‖₂²)^½, and writes its mean over the epoch's steps into the epoch's metrics
+record, ``"grad_norms": {layer: mean}``. The mean rather than the last step: one batch's gradient is
+noisy, while the mean over every step follows the trend from epoch to epoch, so a layer whose gradient
+fades (vanishing gradients; the encoder's μ and log σ² heads once the KL term has collapsed the
+posterior onto the prior) shows as a curve falling by orders of magnitude. It is as deterministic as the
+loss (the same steps in the same order), so a resumed run logs the same numbers. The sums stay on the
+device until the epoch ends; with the option off (the default) a step does no extra work.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ def default_config() -> dict:
     """The configuration of ``tinyae train`` with no arguments: the VAE of PyTorch's example."""
     return {"model": "vae", "model_config": {}, "dataset": "mnist", "data_dir": None, "binarize": False,
             "epochs": 10, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "seed": 0, "limit": None,
-            "test_limit": None, "kl_warmup": 0, "backend": "numpy"}
+            "test_limit": None, "kl_warmup": 0, "backend": "numpy", "log_grad_norms": False}
 
 
 def build_model(config: dict):
@@ -89,6 +100,27 @@ def load_split(split: str, config: dict):
             raise DataNotFoundError(f"--data-dir {config['data_dir']} holds no {', '.join(missing)} (raw or "
                                     f".gz, in it or in its {config['dataset']} subfolder)")
     return load_mnist(split, config["dataset"], config["data_dir"])
+
+
+def layers_of(model) -> dict[str, list]:
+    """{layer: its parameters}: each module that holds parameters, by its state_dict prefix ("fc1"; a
+    parameter of the model itself is a layer of its own name), in registration order."""
+    layers: dict[str, list] = {}
+    for name, parameter in model.named_parameters():
+        prefix, _, _ = name.rpartition(".")
+        layers.setdefault(prefix or name, []).append(parameter)
+    return layers
+
+
+def layer_gradient_norms(layers: dict[str, list]) -> dict:
+    """{layer: ‖∂L/∂θ_layer‖₂} from the parameters' ``.grad`` (a missing one counts as 0), as 0-d backend
+    arrays (no host read): the square root of the sum of each parameter's squared norm (a BLAS dot)."""
+    norms = {}
+    for layer, parameters in layers.items():
+        squares = [backend.array_module(p.grad).dot(p.grad.ravel(), p.grad.ravel())
+                   for p in parameters if p.grad is not None]
+        norms[layer] = sum(squares[1:], squares[0]) ** 0.5 if squares else 0.0
+    return norms
 
 
 def loss_values(model, total, parts) -> dict:
@@ -162,8 +194,9 @@ class Trainer:
             return 1.0
         return min(1.0, (epoch + step / len(self.train_batches)) / warmup)
 
-    def train_epoch(self, on_step: Callable[[int, float], None] | None = None) -> dict[str, float]:
-        """One pass over the training set; returns the per-image averages of the loss and its parts."""
+    def train_epoch(self, on_step: Callable[[int, float], None] | None = None) -> dict:
+        """One pass over the training set; returns the per-image averages of the loss and its parts, and with
+        ``log_grad_norms`` under "grad_norms" each layer's gradient norm averaged over the steps."""
         epoch = self.epoch
         tinyae_random.manual_seed(epoch_seed(self.config["seed"], epoch))
         model, optimizer = self.model, self.optimizer
@@ -171,12 +204,17 @@ class Trainer:
         sums: dict[str, object] = {}
         seen = 0
         unread: list = []  # the losses of the steps since the last host read (device arrays on the GPU)
+        layers = layers_of(model) if self.config["log_grad_norms"] else None
+        norm_sums: dict[str, object] = {}
         for step, x in enumerate(self.train_batches):
             if model.is_variational:
                 model.kl_weight = self.kl_weight(epoch, step)
             total, parts = model.loss(x)
             optimizer.zero_grad()
             total.backward()
+            if layers is not None:
+                for layer, norm in layer_gradient_norms(layers).items():
+                    norm_sums[layer] = norm_sums.get(layer, 0) + norm
             optimizer.step()
             values = loss_values(model, total, parts)
             for name, value in values.items():  # summed on the device: no sync
@@ -195,7 +233,11 @@ class Trainer:
                 unread.clear()
                 if on_step is not None:
                     on_step(step + 1, running)
-        return {name: float(value) / seen for name, value in sums.items()}
+        averages = {name: float(value) / seen for name, value in sums.items()}
+        if layers is not None:
+            steps = len(self.train_batches)
+            averages["grad_norms"] = {layer: float(value) / steps for layer, value in norm_sums.items()}
+        return averages
 
     def fit(self, epochs: int, log: Callable[[str], None] = print) -> list[dict]:
         """Train until ``epochs`` epochs are done, writing metrics and a checkpoint after each."""
@@ -211,9 +253,12 @@ class Trainer:
             self.test_batches.set_state(self.test_state)
             test = evaluate(self.model, self.test_batches, evaluation_seed(self.config["seed"]))
             self.epoch += 1
+            grad_norms = train.pop("grad_norms", None)
             record = {"epoch": self.epoch, "train_loss": train.pop("loss"), "test_loss": test.pop("loss")}
             record.update({f"train_{k}": v for k, v in train.items()})
             record.update({f"test_{k}": v for k, v in test.items()})
+            if grad_norms is not None:
+                record["grad_norms"] = grad_norms
             record["seconds"] = time.perf_counter() - started
             self.run.append_metrics(record)  # first: the line of every saved epoch is on disk
             self.save()

@@ -113,7 +113,10 @@ RUN_KEYS: dict[str, Callable[[str, object], object]] = {
     "test_limit": optional(integer(1)),
     "kl_warmup": NON_NEGATIVE,
     "backend": choice("numpy", "cupy", "strict"),
+    "log_grad_norms": boolean,
 }
+# Keys added to the config after runs were first written: a config.json without one means this value.
+LATER_KEYS = {"log_grad_norms": False}
 
 
 def check_model_config(model: str, model_config: object) -> None:

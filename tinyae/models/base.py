@@ -7,6 +7,8 @@ per image: summed over pixels (and latent dimensions), divided by the batch size
 
 from __future__ import annotations
 
+import weakref
+
 from .. import nn
 from ..tensor import Tensor
 
@@ -16,6 +18,8 @@ class Autoencoder(nn.Module):
 
     ``config`` holds the constructor arguments, so ``type(model)(**model.config)`` rebuilds it (the
     checkpoints store it); ``input_shape`` is (784,) for MLPs and (1, 28, 28) for conv models.
+    The model names the tensors of its computation (``name_tensors``) so that ``tinyae.viz.draw_graph(loss,
+    path, module=model)`` writes x, mu, logvar, z, logits, recon, kl and loss on their nodes.
     """
 
     is_variational = False
@@ -23,6 +27,18 @@ class Autoencoder(nn.Module):
     def __init__(self, **config):
         super().__init__()
         self.config = dict(config)
+        self._tensor_names: dict[str, weakref.ref] = {}
+
+    def name_tensors(self, **tensors: Tensor) -> None:
+        """Remember these tensors of the current forward under their names in the code, replacing the last
+        forward's. Weak references: nothing is kept alive (a few hundred nanoseconds a name)."""
+        for name, tensor in tensors.items():
+            self._tensor_names[name] = weakref.ref(tensor)
+
+    def named_tensors(self) -> dict[str, Tensor]:
+        """{name: tensor} of the named tensors of the last forward that are still alive."""
+        alive = ((name, reference()) for name, reference in self._tensor_names.items())
+        return {name: tensor for name, tensor in alive if tensor is not None}
 
     def encode(self, x: Tensor) -> Tensor:
         """f_θ(x): the code of each image."""
@@ -34,11 +50,15 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The reconstruction logits of x."""
-        return self.decode(self.encode(x))
+        z = self.encode(x)
+        logits = self.decode(z)
+        self.name_tensors(z=z, logits=logits)
+        return logits
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """(total, parts): the reconstruction loss per image and its parts (here only "recon")."""
         recon = self.reconstruction_loss(self.forward(x), x)
+        self.name_tensors(x=x, recon=recon)
         return recon, {"recon": recon}
 
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:

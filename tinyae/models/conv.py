@@ -60,4 +60,5 @@ class ConvVAE(VariationalMixin, Autoencoder):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.encoder(x)
+        self.name_tensors(features=features)
         return self.mu(features), self.logvar(features)

@@ -56,12 +56,15 @@ class SparseAE(AE):
 
     def loss(self, x: Tensor):
         code = self.encode(x)
-        recon = self.reconstruction_loss(self.decode(code), x)
+        logits = self.decode(code)
+        recon = self.reconstruction_loss(logits, x)
         if self.config["penalty"] == "l1":
             penalty = F.l1_penalty(code, reduction="sum") / x.shape[0]
         else:
             penalty = F.kl_sparsity(self.config["rho"], code.mean(axis=0))
-        return recon + self.config["sparsity"] * penalty, {"recon": recon, "sparsity": penalty}
+        loss = recon + self.config["sparsity"] * penalty
+        self.name_tensors(x=x, z=code, logits=logits, recon=recon, sparsity=penalty, loss=loss)
+        return loss, {"recon": recon, "sparsity": penalty}
 
 
 class DenoisingAE(AE):
@@ -91,6 +94,7 @@ class DenoisingAE(AE):
     def loss(self, x: Tensor):
         noisy = self.corrupt(x) if self.training else x
         recon = self.reconstruction_loss(self.forward(noisy), x)
+        self.name_tensors(x=x, noisy=noisy, recon=recon)
         return recon, {"recon": recon}
 
 
@@ -109,14 +113,19 @@ class VariationalMixin:
     def forward(self, x: Tensor):
         """(reconstruction logits, μ, log σ²), as in PyTorch's VAE example."""
         mu, logvar = self.encode(x)
-        return self.decode(F.reparameterize(mu, logvar)), mu, logvar
+        z = F.reparameterize(mu, logvar)
+        logits = self.decode(z)
+        self.name_tensors(mu=mu, logvar=logvar, z=z, logits=logits)
+        return logits, mu, logvar
 
     def loss(self, x: Tensor):
         logits, mu, logvar = self.forward(x)
         recon = self.reconstruction_loss(logits, x)
         kl = F.gaussian_kl(mu, logvar, reduction="sum") / x.shape[0]
         weight = self.config["beta"] * self.kl_weight
-        return recon + (kl if weight == 1 else weight * kl), {"recon": recon, "kl": kl}
+        loss = recon + (kl if weight == 1 else weight * kl)
+        self.name_tensors(x=x, recon=recon, kl=kl, loss=loss)
+        return loss, {"recon": recon, "kl": kl}
 
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """−log p_φ(x|z) per image: Bernoulli (BCE with logits, summed over pixels) or Gaussian with fixed
@@ -170,6 +179,7 @@ class VAE(VariationalMixin, Autoencoder):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(μ(x), log σ²(x))."""
         hidden = F.relu(self.fc1(x))
+        self.name_tensors(hidden=hidden)
         return self.fc21(hidden), self.fc22(hidden)
 
     def decode(self, z: Tensor) -> Tensor:
