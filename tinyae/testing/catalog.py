@@ -916,5 +916,7 @@ def main(argv: list[str] | None = None) -> int:
 
 from . import catalog_kernels, catalog_models  # noqa: E402, F401 (they register their entries)
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # (run as a script, this is not the module the other entries registered in)
+    from tinyae.testing import catalog
+
+    sys.exit(catalog.main())
