@@ -130,3 +130,36 @@ def test_the_custom_op_example_of_the_docs_runs():
     a, b = namespace["a"], namespace["b"]
     expected = np.hypot(a.numpy(), b.numpy())
     np.testing.assert_allclose(hypot.apply(a, b).numpy(), expected, rtol=1e-12)
+
+
+# The directional check (for inputs too large to go element by element) -------------------------------------
+
+from tinyae.testing.gradcheck import compare, directional_gradients  # noqa: E402
+
+
+def _directional_passes(fn, inputs, seed=0):
+    for position, shape, analytic, numeric in directional_gradients(fn, inputs, seed=seed):
+        compare(position, shape, analytic, numeric, 1e-5, 1e-3)
+    return True
+
+
+def test_directional_check_passes_a_correct_gradient_and_catches_a_wrong_one():
+    x, w = random_leaf((50, 40)), random_leaf((40, 30), seed=1)
+    assert _directional_passes(lambda x, w: (x @ w).tanh().sum(), [x, w])
+    rows = directional_gradients(lambda x, w: (x @ w).tanh().sum(), [x, w])
+    assert [(position, shape) for position, shape, _, _ in rows] == [(0, (50, 40)), (1, (40, 30))]
+    with pytest.raises(ta.GradcheckError, match="input 0"):
+        _directional_passes(lambda x: WrongSquare.apply(x).sum(), [random_leaf((200,))])
+
+
+def test_directional_check_steps_around_a_kink_near_the_point():
+    values = np.array([1.5, 3e-7, -0.8, 0.6])  # x₁ lies within the step (1e-6) of relu's kink, beyond 1e-7
+    x = ta.tensor(values, requires_grad=True)
+    assert _directional_passes(lambda x: ta.functional.relu(x).sum() * 3.0, [x])
+
+
+def test_directional_check_refuses_a_point_on_a_kink():
+    values = np.random.default_rng(0).uniform(0.5, 2.0, 100)
+    values[3] = 0.0  # every direction crosses the kink of relu at 0: there is no derivative to check
+    with pytest.raises(ta.GradcheckError, match="crossed a kink"):
+        directional_gradients(lambda x: ta.functional.relu(x).sum(), [ta.tensor(values, requires_grad=True)])

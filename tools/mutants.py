@@ -597,3 +597,32 @@ MUTANTS += [
            '"test_limit", "kl_warmup", "log_grad_norms")', '"test_limit", "kl_warmup")', RUN_FOLDER,
            NUMPY_RUN),
 ]
+
+# tinyae gradcheck's certificate of the models and of the kernels' compiled bodies (tinyae/testing/catalog_*.py):
+# a C body that computes a wrong gradient above its compiled threshold, and the checker's own safeguards
+CERTIFICATE = ("tests/test_catalog.py", "tests/test_gradcheck.py")
+MUTANTS += [
+    Mutant("certificate: reparameterize_terms' C body doubles ∂z/∂logvar", "tinyae/ops/sampling.py",
+           "half_std_eps = (T)0.5 * std_eps;", "half_std_eps = (T)1 * std_eps;", CERTIFICATE, NUMPY_RUN),
+    Mutant("certificate: gaussian_kl_terms' C body drops the ½ of ∂ℓ/∂logvar", "tinyae/ops/loss.py",
+           "half_expm1 = (T)0.5 * expm1(logvar);", "half_expm1 = expm1(logvar);", CERTIFICATE, NUMPY_RUN),
+    Mutant("certificate: tanh_backward's C body", "tinyae/ops/activation.py",
+           '"grad_x = grad_out * (1 - out * out)"', '"grad_x = grad_out * (1 - out)"', CERTIFICATE, NUMPY_RUN),
+    Mutant("certificate: a kernel row passes without its C loop", "tinyae/testing/catalog_kernels.py",
+           'if get_backend() == "numpy" and not spy.computed and twin_reason(kernel) is None:', "if False:",
+           CERTIFICATE, NUMPY_RUN),
+    Mutant("certificate: kernel inputs below the compiled threshold", "tinyae/testing/catalog_kernels.py",
+           "size = int(rng.integers(max(kernel.min_compiled_size, 1), kernel.min_compiled_size + cloop.BLOCK))",
+           "size = int(rng.integers(1, 64))", CERTIFICATE, NUMPY_RUN),
+    Mutant("certificate: 4 draws per check again", "tinyae/testing/catalog.py",
+           "DEFAULT_REPEATS = 100", "DEFAULT_REPEATS = 4", CERTIFICATE),
+    Mutant("certificate: the directional check ignores kinks", "tinyae/testing/gradcheck.py",
+           "smooth = (abs(numeric - half_central) <= tolerance", "smooth = True or (abs(numeric - half_central)",
+           CERTIFICATE),
+    Mutant("certificate: the directional check compares the analytic value with itself",
+           "tinyae/testing/gradcheck.py", "np.array([projected]), np.array([numeric])))",
+           "np.array([projected]), np.array([projected])))", CERTIFICATE),
+    Mutant("certificate: a model's noise drawn anew at every evaluation", "tinyae/testing/catalog_models.py",
+           "return Case(described, _with_fixed_mask(loss, noise_seed),", "return Case(described, loss,",
+           CERTIFICATE),
+]

@@ -109,6 +109,79 @@ def gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float =
     return measured
 
 
+def directional_gradients(fn: Callable[..., Tensor], inputs: Tensor | Sequence, eps: float = 1e-6,
+                          seed: int = 0, kink_tol: float = 2.5e-6,
+                          tries: int = 6) -> list[tuple[int, tuple, np.ndarray, np.ndarray]]:
+    """As ``gradients``, one direction per input instead of every element: for a fixed random v over the
+    outputs and, for each input x that requires grad, a random unit direction u of x's shape, the analytic
+    ⟨∂L/∂x, u⟩ from one backward against the central difference (L(x + εu) − L(x − εu)) / 2ε, the other
+    inputs held. For inputs too large to check element by element (a model's weights): a few evaluations of
+    fn per input, not 2 per element. A wrong gradient g + e passes only if ⟨e, u⟩ is within the tolerance,
+    which for a random u needs |e| about rtol·|g| or less.
+
+    Kinks. Along a direction over thousands of weights, some ReLU unit may change sides within the step; L has
+    no derivative there, and the difference quotient mixes two slopes. With ℓ(h) = L(x + hu), a smooth ℓ has
+    central differences c(h) = (ℓ(h) − ℓ(−h))/2h that agree at h = ε and ε/2 to O(ε²), and second differences
+    S(h) = ℓ(h) + ℓ(−h) − 2ℓ(0) with S(ε) = 4·S(ε/2) to O(ε⁴). A kink of slope jump J at distance d < ε
+    breaks one or the other by at least J/6 (|c(ε) − c(ε/2)| = J·d/2ε, |S(ε) − 4S(ε/2)|/ε = J·|3d/ε − 1|
+    for d < ε/2), and shifts c(ε) by at most J/2. So a direction passes the test when both stay within
+    ``kink_tol`` plus the rounding of the values of L (8 units in the last place of L, over ε); its kink then
+    costs at most 3 times that. Else another is drawn, up to ``tries`` in all, then as many with the step
+    ε/10 (kinks closer than ε to x in every direction: seen for a 2-element bias feeding thousands of ReLUs).
+    Returns (position, shape, [analytic], [c]); raises GradcheckError if every direction tried crossed a kink.
+    """
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    leaves = [_float64_leaf(x, isinstance(x, Tensor) and x.requires_grad) for x in inputs]
+    checked = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
+    out = fn(*leaves)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    rng = np.random.default_rng(seed)
+    directions = [rng.standard_normal(o.shape) for o in outs]
+    analytic = _analytic(outs, directions, leaves)
+    del out, outs
+    with autograd.no_grad():
+        center = _project(fn(*leaves), directions)
+    measured = []
+    for position in checked:
+        x = leaves[position]
+        original = x.data.copy()
+
+        def along(step: float, u: np.ndarray) -> tuple[float, float]:
+            """(ℓ(step), ℓ(−step))."""
+            values = []
+            with autograd.no_grad():
+                for sign in (1, -1):
+                    x.data[...] = original + backend.to_backend(sign * step * u, x.backend)
+                    values.append(_project(fn(*leaves), directions))
+                x.data[...] = original
+            return values[0], values[1]
+
+        smooth = False
+        for step in (eps, eps / 10):
+            tolerance = kink_tol + 8 * float(np.spacing(abs(center))) / step
+            for _ in range(tries):
+                u = rng.standard_normal(x.shape)
+                u /= max(float(np.linalg.norm(u)), np.finfo(np.float64).tiny)
+                (plus, minus), (half_plus, half_minus) = along(step, u), along(step / 2, u)
+                numeric, half_central = (plus - minus) / (2 * step), (half_plus - half_minus) / step
+                second, half_second = plus + minus - 2 * center, half_plus + half_minus - 2 * center
+                smooth = (abs(numeric - half_central) <= tolerance
+                          and abs(second - 4 * half_second) / step <= tolerance)
+                if smooth:
+                    break
+            if smooth:
+                break
+        if not smooth:
+            raise GradcheckError(f"gradcheck: input {position} (shape {x.shape}): all {2 * tries} random "
+                                 f"directions crossed a kink within the step ({eps} or {eps / 10})")
+        grad = analytic[position]
+        projected = 0.0 if grad is None else float(np.vdot(grad, u))
+        measured.append((position, x.shape, np.array([projected]), np.array([numeric])))
+    return measured
+
+
 def _analytic(outs, directions, leaves: list) -> dict[int, np.ndarray | None]:
     """Backpropagate ⟨v, outs⟩ (keeping the graph) into fresh ``.grad``s: {position: gradient on the host,
     or None} for each leaf that requires one.
