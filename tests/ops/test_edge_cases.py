@@ -20,6 +20,16 @@ def test_power_zero_has_zero_gradient_everywhere():
     np.testing.assert_allclose(to_numpy(exponent.grad), [0.0, 2 * np.log(2.0)])
 
 
+def test_a_zero_base_and_a_negative_exponent_give_nan_in_b_silently_whether_the_base_is_a_number_or_not():
+    """∂(aᵇ)/∂b = aᵇ ln a at a = 0, b = −1 is ∞ · (−∞): NaN, with no warning (the suite turns warnings into
+    errors), for a Python number as for a tensor as the base."""
+    for base in (0.0, ta.tensor(np.array([0.0]))):
+        exponent = ta.tensor(np.array([-1.0]), requires_grad=True)
+        with np.errstate(divide="ignore"):  # (the forward's 0^(−1) = inf warns as NumPy's does)
+            (base**exponent).sum().backward()
+        assert np.isnan(to_numpy(exponent.grad)).all()
+
+
 def test_logsumexp_of_infinities_is_infinite_without_warnings():
     assert to_numpy(ta.logsumexp(ta.tensor([-np.inf, -np.inf]))) == -np.inf
     x = ta.tensor([np.inf, 1000.0], requires_grad=True)

@@ -152,7 +152,8 @@ class Pow(Function):
         if need_b:
             if isinstance(a, (int, float)):  # a Python scalar base (2 ** x): math.log keeps b's dtype
                 log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)
-                grad_b = grad_out * self.out * log_a
+                with np.errstate(invalid="ignore"):  # 0^(negative) · ln 0 is inf · 0: NaN, as for an array base
+                    grad_b = grad_out * self.out * log_a
             else:
                 safe_a = array_module(a).where(a == 0, a.dtype.type(1), a)  # ln 0 is never evaluated
                 with np.errstate(invalid="ignore"):  # ln of a negative base is NaN, by definition
