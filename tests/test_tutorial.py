@@ -5,6 +5,9 @@ Pages are discovered (tools/tutorial.py's ``pages``: every NN-slug.md of both fo
 tested without an edit here. For each page:
 - its committed notebook (NN-slug.ipynb, executed by a full run of tools/tutorial.py) has the page's cells,
   so what GitHub shows as the notebook is what the page says;
+- every relative link of the page (to code, figures, other pages) reaches a file; a link to lines of code
+  (path#L10-L20) stays inside the file, and its text's `code names` occur in those lines, so a link that
+  drifts off what it names as the code changes fails;
 - the page executes as a notebook with TINYAE_TUTORIAL_QUICK=1 (tiny training limits) in a scratch folder,
   and no cell raises. The whole walkthrough, both languages, takes well under 3 minutes on 2 cores.
 The pages run on the default (numpy) backend in a kernel of their own: checked once, in the numpy run.
@@ -12,6 +15,7 @@ The pages run on the default (numpy) backend in a kernel of their own: checked o
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -26,12 +30,42 @@ import tutorial  # noqa: E402  (tools/tutorial.py)
 
 PAGES = tutorial.pages()
 IDS = [str(page.relative_to(ROOT / "docs")) for page in PAGES]
+INDEXES = [folder / "README.md" for folder in tutorial.FOLDERS]
+LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target): Markdown links and images
+LINES = re.compile(r"#L(\d+)(?:-L(\d+))?$")
 
 
 def test_both_languages_have_the_same_pages():
     english, chinese = ({page.name for page in PAGES if page.parent == folder} for folder in tutorial.FOLDERS)
     assert english, "no pages found in docs/tutorial/"
     assert english == chinese, f"pages in only one language: {sorted(english ^ chinese)}"
+
+
+@pytest.mark.parametrize("page", PAGES + INDEXES, ids=IDS + [str(i.relative_to(ROOT / "docs")) for i in INDEXES])
+def test_links_reach_what_they_name(page):
+    links = LINK.findall(page.read_text(encoding="utf-8"))
+    assert links, f"{page.name} links to nothing"
+    if page.name == "README.md":  # the index lists every page of its folder
+        unlisted = {p.name for p in PAGES if p.parent == page.parent} - {target for _, target in links}
+        assert not unlisted, f"{page.relative_to(ROOT)} does not list {sorted(unlisted)}"
+    for text, target in links:
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # a web address or an anchor in the page
+        path, _, fragment = target.partition("#")
+        linked = (page.parent / path).resolve()
+        assert linked.exists(), f"{page.name}: the link [{text}]({target}) reaches no file ({linked})"
+        lines = LINES.match("#" + fragment) if fragment else None
+        if lines is None:
+            continue
+        source = linked.read_text(encoding="utf-8").splitlines()
+        first, last = int(lines[1]), int(lines[2] or lines[1])
+        assert 1 <= first <= last <= len(source), (
+            f"{page.name}: [{text}]({target}) names lines {first}-{last} of a file of {len(source)} lines")
+        names = re.findall(r"`([^`]+)`", text)
+        excerpt = "\n".join(source[first - 1:last])
+        assert not names or any(name in excerpt for name in names), (
+            f"{page.name}: [{text}]({target}): lines {first}-{last} no longer contain {names}; the code moved, "
+            "update the line numbers")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)

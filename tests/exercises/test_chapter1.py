@@ -34,3 +34,12 @@ def test_conv_transpose_output_size_passes_on_the_reference(capsys):
 def test_conv_transpose_output_size_fails_on_a_wrong_formula(wrong):
     with pytest.raises(AssertionError, match="conv_transpose2d makes"):
         chapter1.check_conv_transpose_output_size(wrong)
+
+
+def test_an_unanswered_exercise_is_reported_not_failed(capsys):
+    def unanswered(n, kernel, stride, padding):
+        raise NotImplementedError
+
+    chapter1.check_conv_output_size(unanswered)
+    chapter1.check_conv_transpose_output_size(unanswered)
+    assert capsys.readouterr().out.count("not answered yet") == 2

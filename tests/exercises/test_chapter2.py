@@ -49,3 +49,12 @@ def test_reparameterize_fails_off_the_graph():
 
     with pytest.raises(AssertionError, match="wrong gradient"):
         chapter2.check_reparameterize(detached)
+
+
+def test_an_unanswered_exercise_is_reported_not_failed(capsys):
+    def unanswered(*args):
+        raise NotImplementedError
+
+    chapter2.check_tutorial_mse(unanswered)
+    chapter2.check_reparameterize(unanswered)
+    assert capsys.readouterr().out.count("not answered yet") == 2

@@ -57,3 +57,16 @@ def test_softplus_fails_on_a_wrong_forward_or_a_non_function():
         ramp.check_softplus_function(SoftplusWrongForward)
     with pytest.raises(AssertionError, match="subclass of tinyae.Function"):
         ramp.check_softplus_function(lambda x: x)
+
+
+def test_an_unanswered_exercise_is_reported_not_failed(capsys):
+    def numerical_derivative(f, x):
+        raise NotImplementedError
+
+    class MySoftplus(tinyae.Function):  # forward and backward not written yet
+        pass
+
+    assert ramp.check_numerical_derivative(numerical_derivative) is None
+    assert ramp.check_softplus_function(MySoftplus) is None
+    out = capsys.readouterr().out
+    assert out.count("not answered yet") == 2 and "✓" not in out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import tinyae
+from tinyae.exercises import checker
 from tinyae import functional as F
 
 # (input size n, kernel k, stride s, padding p): the tutorial's models' layers and a few odd ones
@@ -41,12 +42,14 @@ def _check(size_of, transpose: bool, hint: str) -> None:
     print(f"✓ {name} agrees with tinyae's {'conv_transpose2d' if transpose else 'conv2d'} on {len(CASES)} layers")
 
 
+@checker
 def check_conv_output_size(conv_output_size) -> None:
     """``conv_output_size(n, kernel, stride, padding)``: the output size of a convolution over n pixels."""
     _check(conv_output_size, False, "Pad n on both sides, count how many window positions fit "
            "(the last window must lie inside), and round down where the stride does not divide evenly")
 
 
+@checker
 def check_conv_transpose_output_size(conv_transpose_output_size) -> None:
     """``conv_transpose_output_size(n, kernel, stride, padding)``: the output size of a transposed
     convolution over n pixels (output_padding 0)."""

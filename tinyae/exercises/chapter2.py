@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import tinyae
+from tinyae.exercises import checker
 from tinyae import backend
 
 
@@ -18,6 +19,7 @@ def _tensors(rng, shape, requires_grad=False):
     return tinyae.tensor(rng.standard_normal(shape), requires_grad=requires_grad)
 
 
+@checker
 def check_tutorial_mse(tutorial_mse) -> None:
     """``tutorial_mse(x, x_hat)`` must be L = (1/N) Σᵢ ‖xᵢ − x̂ᵢ‖², N the batch size (the first axis) and
     the norm over all of an image's other axes, as a differentiable scalar Tensor."""
@@ -50,6 +52,7 @@ def check_tutorial_mse(tutorial_mse) -> None:
     print("✓ tutorial_mse is (1/N) Σᵢ ‖xᵢ − x̂ᵢ‖², for flat and image batches, and differentiable")
 
 
+@checker
 def check_reparameterize(reparameterize) -> None:
     """``reparameterize(mu, logvar, eps)`` must be z = μ + σ ⊙ ε with σ = exp(½ log σ²), differentiable in
     μ and log σ² (∂z/∂μ = 1, ∂z/∂log σ² = ½ σ ⊙ ε)."""

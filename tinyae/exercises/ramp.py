@@ -13,8 +13,10 @@ import math
 import numpy as np
 
 import tinyae
+from tinyae.exercises import checker
 
 
+@checker
 def check_numerical_derivative(numerical_derivative) -> None:
     """``numerical_derivative(f, x)`` must return f'(x) for a smooth f: R → R, to a relative error below
     1e-6 (the central difference (f(x+h) − f(x−h))/2h with h ≈ 1e-5 does it; the one-sided
@@ -38,6 +40,7 @@ def check_numerical_derivative(numerical_derivative) -> None:
     print(f"✓ numerical_derivative is correct on {len(cases)} functions (relative error < 1e-6)")
 
 
+@checker
 def check_softplus_function(softplus_function) -> None:
     """``softplus_function`` must be a ``tinyae.Function`` subclass computing y = log(1 + eˣ) elementwise
     (forward on raw arrays) with the backward ∂L/∂x = ∂L/∂y ⊙ σ(x); certified by ``tinyae.gradcheck``."""
