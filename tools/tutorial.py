@@ -46,8 +46,12 @@ def notebook_path(page: Path) -> Path:
 
 
 def read_page(page: Path) -> nbformat.NotebookNode:
-    """The page as an (unexecuted) notebook."""
-    return jupytext.read(page, fmt="md")
+    """The page as an (unexecuted) notebook, its cells numbered "cell-1", "cell-2", … (not jupytext's random
+    ids), so that running a page again rewrites its notebook only where an output changed."""
+    notebook = jupytext.read(page, fmt="md")
+    for number, cell in enumerate(notebook.cells, start=1):
+        cell.id = f"cell-{number}"
+    return notebook
 
 
 def cells(notebook) -> list[tuple[str, str]]:
@@ -65,18 +69,21 @@ def execute(page: Path, quick: bool, cwd: Path, timeout: int = 600) -> nbformat.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if quick:
         env[QUICK_VARIABLE] = "1"
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env, cwd=str(cwd))
     return notebook
 
 
 def scratch_copy(page: Path, scratch: Path) -> Path:
-    """A working directory in ``scratch`` laid out like docs/ (docs/<page's folder>), so that a page's
-    relative paths (../tutorial/figures) stay inside ``scratch``."""
+    """A working directory in ``scratch`` laid out like the repository (docs/<page's folder>, and tinyae/ as
+    a link to this checkout's), so that whatever a page writes stays inside ``scratch``: relative paths
+    (../tutorial/figures) and paths from the repository root found from the working directory alike."""
     cwd = scratch / "docs" / page.parent.name
     (scratch / "docs" / "tutorial" / "figures").mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
+    if not (scratch / "tinyae").exists():
+        (scratch / "tinyae").symlink_to(ROOT / "tinyae", target_is_directory=True)
     return cwd
 
 
