@@ -31,6 +31,7 @@ import tutorial  # noqa: E402  (tools/tutorial.py)
 PAGES = tutorial.pages()
 IDS = [str(page.relative_to(ROOT / "docs")) for page in PAGES]
 INDEXES = [folder / "README.md" for folder in tutorial.FOLDERS]
+INDEX_IDS = [str(index.relative_to(ROOT / "docs")) for index in INDEXES]
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")  # [text](target): Markdown links and images
 LINES = re.compile(r"#L(\d+)(?:-L(\d+))?$")
 
@@ -41,7 +42,7 @@ def test_both_languages_have_the_same_pages():
     assert english == chinese, f"pages in only one language: {sorted(english ^ chinese)}"
 
 
-@pytest.mark.parametrize("page", PAGES + INDEXES, ids=IDS + [str(i.relative_to(ROOT / "docs")) for i in INDEXES])
+@pytest.mark.parametrize("page", PAGES + INDEXES, ids=IDS + INDEX_IDS)
 def test_links_reach_what_they_name(page):
     prose = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)  # not code cells
     links = LINK.findall(prose)
@@ -65,18 +66,17 @@ def test_links_reach_what_they_name(page):
         names = [name.split(".")[-1] for name in re.findall(r"`([^`]+)`", text)]  # `nn.Linear`: Linear
         excerpt = "\n".join(source[first - 1:last])
         assert not names or any(name in excerpt for name in names), (
-            f"{page.name}: [{text}]({target}): lines {first}-{last} no longer contain {names}; the code moved, "
-            "update the line numbers")
+            f"{page.name}: [{text}]({target}): lines {first}-{last} no longer contain {names}; the code "
+            "moved, update the line numbers")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_committed_notebook_is_the_page(page):
-    notebook = tutorial.notebook_path(page)
-    assert notebook.is_file(), f"{notebook.name} is missing: run python tools/tutorial.py {page.relative_to(ROOT)}"
+    notebook, rerun = tutorial.notebook_path(page), f"python tools/tutorial.py {page.relative_to(ROOT)}"
+    assert notebook.is_file(), f"{notebook.name} is missing: run {rerun}"
     committed = nbformat.read(notebook, as_version=4)
     assert tutorial.cells(committed) == tutorial.cells(tutorial.read_page(page)), (
-        f"{notebook.name} is out of date with {page.name}: run python tools/tutorial.py {page.relative_to(ROOT)}"
-    )
+        f"{notebook.name} is out of date with {page.name}: run {rerun}")
     errors = [output for cell in committed.cells if cell.cell_type == "code"
               for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     assert not errors, f"{notebook.name} was committed with an error in a cell: {errors[0].get('ename')}"

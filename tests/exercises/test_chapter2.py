@@ -29,6 +29,14 @@ def test_tutorial_mse_fails_off_the_graph():
         chapter2.check_tutorial_mse(lambda x, x_hat: tinyae.tensor(solutions.tutorial_mse(x, x_hat).numpy()))
 
 
+def test_tutorial_mse_fails_with_the_right_value_but_no_gradient():
+    def constant(x, x_hat):
+        return tinyae.tensor(solutions.tutorial_mse(x, x_hat).item(), dtype=x.dtype) + 0 * x_hat.sum()
+
+    with pytest.raises(AssertionError, match="gradient in x_hat is not"):
+        chapter2.check_tutorial_mse(constant)
+
+
 def test_reparameterize_passes_on_the_reference(capsys):
     chapter2.check_reparameterize(solutions.reparameterize)
     assert "gradcheck certifies" in capsys.readouterr().out

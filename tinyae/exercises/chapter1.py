@@ -29,17 +29,19 @@ def _measured(n: int, kernel: int, stride: int, padding: int, transpose: bool) -
 
 def _check(size_of, transpose: bool, hint: str) -> None:
     name = getattr(size_of, "__name__", repr(size_of))
+    op = "conv_transpose2d" if transpose else "conv2d"
     for n, kernel, stride, padding in CASES:
         if not transpose and n + 2 * padding < kernel:
             continue
         expected = _measured(n, kernel, stride, padding, transpose)
         got = size_of(n, kernel, stride, padding)
         assert isinstance(got, (int, np.integer)) and not isinstance(got, bool), (
-            f"{name}({n}, {kernel}, {stride}, {padding}) returned {got!r} ({type(got).__name__}); expected an int")
+            f"{name}({n}, {kernel}, {stride}, {padding}) returned {got!r} ({type(got).__name__}); "
+            "expected an int")
         assert got == expected, (
             f"{name}(n={n}, kernel={kernel}, stride={stride}, padding={padding}) = {got}, but tinyae's "
-            f"{'conv_transpose2d' if transpose else 'conv2d'} makes {expected}. {hint}")
-    print(f"✓ {name} agrees with tinyae's {'conv_transpose2d' if transpose else 'conv2d'} on {len(CASES)} layers")
+            f"{op} makes {expected}. {hint}")
+    print(f"✓ {name} agrees with tinyae's {op} on {len(CASES)} layers")
 
 
 @checker

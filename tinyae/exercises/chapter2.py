@@ -28,7 +28,8 @@ def check_tutorial_mse(tutorial_mse) -> None:
         x, x_hat = _tensors(rng, shape), _tensors(rng, shape, requires_grad=True)
         loss = tutorial_mse(x, x_hat)
         assert isinstance(loss, tinyae.Tensor) and loss.shape == (), (
-            f"tutorial_mse must return a scalar Tensor (shape ()), got {getattr(loss, 'shape', type(loss).__name__)}")
+            "tutorial_mse must return a scalar Tensor (shape ()), got "
+            f"{getattr(loss, 'shape', type(loss).__name__)}")
         difference = x.numpy() - x_hat.numpy()
         n, per_image = shape[0], difference[0].size
         expected = float((difference**2).sum() / n)
@@ -46,7 +47,8 @@ def check_tutorial_mse(tutorial_mse) -> None:
             "the value is right but the loss does not depend on x_hat in the graph: compute it with tinyae's "
             "operations on the Tensors (not on .numpy() copies) so that backward reaches x_hat")
         loss.backward()
-        assert x_hat.grad is not None and np.allclose(backend.to_backend(x_hat.grad, "numpy"), -2 * difference / n, rtol=1e-9), (
+        grad = None if x_hat.grad is None else backend.to_backend(x_hat.grad, "numpy")
+        assert grad is not None and np.allclose(grad, -2 * difference / n, rtol=1e-9), (
             "the value is right but the gradient in x_hat is not 2(x̂ − x)/N: compute the loss with tinyae's "
             "operations on the Tensors (not on .numpy() copies) so that backward reaches x_hat")
     print("✓ tutorial_mse is (1/N) Σᵢ ‖xᵢ − x̂ᵢ‖², for flat and image batches, and differentiable")
@@ -61,7 +63,8 @@ def check_reparameterize(reparameterize) -> None:
     eps = tinyae.tensor(rng.standard_normal((5, 3)))
     z = reparameterize(mu, logvar, eps)
     assert isinstance(z, tinyae.Tensor) and z.shape == mu.shape, (
-        f"reparameterize must return a Tensor of μ's shape {mu.shape}, got {getattr(z, 'shape', type(z).__name__)}")
+        f"reparameterize must return a Tensor of μ's shape {mu.shape}, got "
+        f"{getattr(z, 'shape', type(z).__name__)}")
     sigma = np.exp(0.5 * logvar.numpy())
     expected = mu.numpy() + sigma * eps.numpy()
     if not np.allclose(z.numpy(), expected, rtol=1e-9):

@@ -34,9 +34,9 @@ def check_numerical_derivative(numerical_derivative) -> None:
             f"numerical_derivative({name}, {x}) returned {type(got).__name__}; expected a float")
         error = abs(got - expected) / max(abs(expected), 1.0)
         assert error < 1e-6, (
-            f"numerical_derivative({name}, {x}) = {got!r}, but the derivative is {expected!r} (relative error "
-            f"{error:.1e}, more than 1e-6). A one-sided difference is off by about h·f''(x)/2: use the central "
-            "difference (f(x + h) − f(x − h)) / 2h, with h about 1e-5")
+            f"numerical_derivative({name}, {x}) = {got!r}, but the derivative is {expected!r} (relative "
+            f"error {error:.1e}, more than 1e-6). A one-sided difference is off by about h·f''(x)/2: use the "
+            "central difference (f(x + h) − f(x − h)) / 2h, with h about 1e-5")
     print(f"✓ numerical_derivative is correct on {len(cases)} functions (relative error < 1e-6)")
 
 
@@ -63,4 +63,5 @@ def check_softplus_function(softplus_function) -> None:
         raise AssertionError(
             f"the backward disagrees with finite differences: {error}. The derivative of log(1 + eˣ) is "
             "eˣ/(1 + eˣ) = σ(x), and the backward must multiply it by grad_out") from None
-    print(f"✓ {softplus_function.__name__}: the forward is log(1 + eˣ) and tinyae.gradcheck certifies the backward")
+    print(f"✓ {softplus_function.__name__}: the forward is log(1 + eˣ) and tinyae.gradcheck certifies the "
+          "backward")
