@@ -1,7 +1,9 @@
-"""Checkers for the exercises of chapter 3 of the walkthrough (docs/tutorial/03-forward-backward-vae-training.md).
+"""Checkers for the exercises of chapter 3 of the walkthrough:
+docs/tutorial/03-forward-backward-vae-training.md.
 
 Each checker takes your answer and prints a verdict; a wrong answer raises AssertionError with a hint, and
-an answer that still raises NotImplementedError is reported as open. Self-contained: it needs only NumPy and tinyae.
+an answer that still raises NotImplementedError is reported as open. Self-contained: it needs only NumPy
+and tinyae.
 
 Exercise 3.1  ``decoder_jacobian(W, b, z)``: ∂x̂/∂z of x̂ = sigmoid(W z + b), shape (D, d).
 Exercise 3.2  a ``tinyae.Function`` computing z = μ + exp(½ logvar) ⊙ ε with its backward.
@@ -21,7 +23,8 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 def _open(exercise: str, error: NotImplementedError) -> None:
-    print(f"{exercise}: not answered yet ({error}). Write your answer in place of `raise NotImplementedError`.")
+    print(f"{exercise}: not answered yet ({error}). "
+          "Write your answer in place of `raise NotImplementedError`.")
 
 
 def check_decoder_jacobian(decoder_jacobian) -> None:
@@ -33,7 +36,8 @@ def check_decoder_jacobian(decoder_jacobian) -> None:
     rng = np.random.default_rng(31)
     h = 1e-6
     for pixels, latent in ((4, 2), (6, 3), (3, 1), (1, 1), (7, 5)):
-        W, b, z = rng.standard_normal((pixels, latent)), rng.standard_normal(pixels), rng.standard_normal(latent)
+        W = rng.standard_normal((pixels, latent))
+        b, z = rng.standard_normal(pixels), rng.standard_normal(latent)
         try:
             answer = decoder_jacobian(W.copy(), b.copy(), z.copy())
         except NotImplementedError as error:
@@ -96,7 +100,8 @@ def check_reparameterize(function_class) -> None:
             return _open("Exercise 3.2", error)
         except GradcheckError as error:
             raise AssertionError(f"Exercise 3.2: your backward disagrees with finite differences: {error}. "
-                                 "Hint: ∂z/∂μ = 1 and ∂z/∂logvar = ½·exp(½ logvar)·ε, each times grad_out") from None
+                                 "Hint: ∂z/∂μ = 1 and ∂z/∂logvar = ½·exp(½ logvar)·ε, each times grad_out"
+                                 ) from None
         upstream = rng.standard_normal(shape)
         grads = []
         for op in (function_class.apply, tinyae.reparameterize):

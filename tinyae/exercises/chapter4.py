@@ -3,8 +3,9 @@
 Each checker takes your answer and prints a verdict; a wrong answer raises AssertionError with a hint, and
 an answer that still raises NotImplementedError is reported as open. Self-contained: NumPy and tinyae.
 
-Exercise 4.1  ``kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)``: KL(N(μ_q, diag e^λ_q) ‖ N(μ_p, diag e^λ_p))
-              per row, checked against a Monte-Carlo estimate and against tinyae's ``gaussian_kl``.
+Exercise 4.1  ``kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)``:
+              KL(N(μ_q, diag e^λ_q) ‖ N(μ_p, diag e^λ_p)) per row, checked against a Monte-Carlo estimate
+              and against tinyae's ``gaussian_kl``.
 Exercise 4.2  ``elbo(x, m, log_v, w, b, s)``: the ELBO of the linear-Gaussian model p(z) = N(0, 1),
               p(x|z) = N(w z + b, s²) with q(z|x) = N(m, v), checked against the exact log p(x).
 """
@@ -20,12 +21,14 @@ from tinyae import functional as F
 
 
 def _open(exercise: str, error: NotImplementedError) -> None:
-    print(f"{exercise}: not answered yet ({error}). Write your answer in place of `raise NotImplementedError`.")
+    print(f"{exercise}: not answered yet ({error}). "
+          "Write your answer in place of `raise NotImplementedError`.")
 
 
 def _reference_kl(mu_q, logvar_q, mu_p, logvar_p):
     """½ Σ_j [λ_p − λ_q + (e^λ_q + (μ_q − μ_p)²) e^−λ_p − 1] over the last axis."""
-    return 0.5 * (logvar_p - logvar_q + (np.exp(logvar_q) + (mu_q - mu_p) ** 2) * np.exp(-logvar_p) - 1).sum(-1)
+    squared_distance = np.exp(logvar_q) + (mu_q - mu_p) ** 2
+    return 0.5 * (logvar_p - logvar_q + squared_distance * np.exp(-logvar_p) - 1).sum(-1)
 
 
 def _monte_carlo_kl(mu_q, logvar_q, mu_p, logvar_p, samples: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +58,8 @@ def check_gaussian_kl(kl_diag_gaussians) -> None:
         return _open("Exercise 4.1", error)
     answer = np.asarray(answer, dtype=np.float64)
     if answer.shape != (4,):
-        raise AssertionError(f"Exercise 4.1: return one KL per row, shape (N,) = (4,) for inputs of shape (4, 3); "
-                             f"got {answer.shape} (sum over the latent axis, the last one)")
+        raise AssertionError("Exercise 4.1: return one KL per row, shape (N,) = (4,) for inputs of shape "
+                             f"(4, 3); got {answer.shape} (sum over the latent axis, the last one)")
     same = np.asarray(kl_diag_gaussians(mu_q, logvar_q, mu_q, logvar_q), dtype=np.float64)
     if not np.allclose(same, 0, atol=1e-10):
         raise AssertionError(f"Exercise 4.1: KL(q ‖ q) must be 0, got {same}")
@@ -65,16 +68,20 @@ def check_gaussian_kl(kl_diag_gaussians) -> None:
     if far.any():
         row = int(np.argmax(far))
         swapped = _reference_kl(mu_p, logvar_p, mu_q, logvar_q)
-        hint = ("that is KL(p ‖ q): the KL is not symmetric, the expectation is under q" if
-                np.allclose(answer, swapped) else "KL(q ‖ p) = ½ Σ [log σ_p² − log σ_q² + (σ_q² + (μ_q − μ_p)²)/σ_p² − 1]")
-        raise AssertionError(f"Exercise 4.1: row {row}: your KL is {answer[row]:.5f}, a Monte-Carlo estimate "
-                             f"E_q[log q(z) − log p(z)] gives {estimate[row]:.5f} ± {error[row]:.5f}. Hint: {hint}")
-    if not np.allclose(answer, _reference_kl(mu_q, logvar_q, mu_p, logvar_p), rtol=1e-8, atol=1e-10):
-        raise AssertionError("Exercise 4.1: close to the Monte-Carlo estimate but not equal to the closed form "
-                             f"to 1e-8: {answer} against {_reference_kl(mu_q, logvar_q, mu_p, logvar_p)}")
-    to_standard = np.asarray(kl_diag_gaussians(mu_q, logvar_q, np.zeros_like(mu_q), np.zeros_like(logvar_q)))
-    tinyae_kl = F.gaussian_kl(tinyae.tensor(mu_q, dtype=np.float64), tinyae.tensor(logvar_q, dtype=np.float64),
-                              reduction="none").sum(axis=1).numpy()
+        hint = ("that is KL(p ‖ q): the KL is not symmetric, the expectation is under q"
+                if np.allclose(answer, swapped)
+                else "KL(q ‖ p) = ½ Σ [log σ_p² − log σ_q² + (σ_q² + (μ_q − μ_p)²)/σ_p² − 1]")
+        raise AssertionError(f"Exercise 4.1: row {row}: your KL is {answer[row]:.5f}, a Monte-Carlo "
+                             f"estimate E_q[log q(z) − log p(z)] gives {estimate[row]:.5f} "
+                             f"± {error[row]:.5f}. Hint: {hint}")
+    closed_form = _reference_kl(mu_q, logvar_q, mu_p, logvar_p)
+    if not np.allclose(answer, closed_form, rtol=1e-8, atol=1e-10):
+        raise AssertionError("Exercise 4.1: close to the Monte-Carlo estimate but not equal to the closed "
+                             f"form to 1e-8: {answer} against {closed_form}")
+    standard = np.zeros_like(mu_q)
+    to_standard = np.asarray(kl_diag_gaussians(mu_q, logvar_q, standard, standard))
+    tinyae_kl = F.gaussian_kl(tinyae.tensor(mu_q, dtype=np.float64),
+                              tinyae.tensor(logvar_q, dtype=np.float64), reduction="none").sum(axis=1).numpy()
     if not np.allclose(to_standard, tinyae_kl, rtol=1e-8, atol=1e-10):
         raise AssertionError(f"Exercise 4.1: with p = N(0, I) your KL {to_standard} differs from "
                              f"tinyae.functional.gaussian_kl's {tinyae_kl}")
@@ -109,8 +116,8 @@ def check_elbo(elbo) -> None:
         x, w, b = (float(v) for v in rng.standard_normal(3) * (2.0, 1.5, 1.0))
         s = float(rng.uniform(0.3, 1.5))
         post_mean, post_var = _posterior(x, w, b, s)
-        trials = [(post_mean, math.log(post_var))] + [(float(rng.normal(post_mean, 1.0)), float(rng.uniform(-2, 1)))
-                                                      for _ in range(3)]
+        trials = [(post_mean, math.log(post_var))]  # the exact posterior first, then three other q
+        trials += [(float(rng.normal(post_mean, 1.0)), float(rng.uniform(-2, 1))) for _ in range(3)]
         for m, log_v in trials:
             try:
                 value = elbo(x, m, log_v, w, b, s)
@@ -122,8 +129,9 @@ def check_elbo(elbo) -> None:
             gap = 0.5 * (math.log(post_var / v) + (v + (m - post_mean) ** 2) / post_var - 1)  # KL(q ‖ p(z|x))
             where = f"x = {x:.3f}, w = {w:.3f}, b = {b:.3f}, s = {s:.3f}, q = N({m:.3f}, e^{log_v:.3f})"
             if value > log_px + 1e-9:
-                raise AssertionError(f"Exercise 4.2: ELBO {value:.6f} exceeds log p(x) = {log_px:.6f} at {where}: "
-                                     "a lower bound cannot. Hint: E_q[(x − w z − b)²] = (x − w m − b)² + w² v")
+                raise AssertionError(f"Exercise 4.2: ELBO {value:.6f} exceeds log p(x) = {log_px:.6f} at "
+                                     f"{where}: a lower bound cannot. "
+                                     "Hint: E_q[(x − w z − b)²] = (x − w m − b)² + w² v")
             if abs((log_px - value) - gap) > 1e-8:
                 raise AssertionError(f"Exercise 4.2: at {where}, log p(x) − ELBO = {log_px - value:.8f} but "
                                      f"KL(q ‖ p(z|x)) = {gap:.8f}. Hint: ELBO = E_q[log N(x; w z + b, s²)] − "
