@@ -25,17 +25,24 @@ def code_cells(page: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)\n```", page.read_text(encoding="utf-8"), flags=re.S)
 
 
-def run_quick(page: Path, monkeypatch) -> None:
-    """Execute the page as a notebook with TINYAE_TUTORIAL_QUICK=1 on NumPy; a cell error fails."""
+def run_quick(page: Path, monkeypatch, scratch: Path) -> None:
+    """Execute the page as a notebook with TINYAE_TUTORIAL_QUICK=1 on NumPy; a cell error fails.
+
+    It runs in ``scratch`` laid out as the repository (docs/<language>/, and tinyae/ linked to this
+    checkout's), so what the page writes, into the root it finds from its working directory, stays there."""
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("TINYAE_TUTORIAL_QUICK", "1")
     monkeypatch.setenv("TINYAE_BACKEND", "numpy")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    cwd = scratch / "docs" / page.parent.name
+    cwd.mkdir(parents=True)
+    (scratch / "tinyae").symlink_to(ROOT / "tinyae", target_is_directory=True)
     notebook = jupytext.read(page)
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(page.parent)}})
-    client.execute()  # raises CellExecutionError, naming the cell, on any error
+                                     resources={"metadata": {"path": str(cwd)}})
+    client.execute(cwd=str(cwd))  # raises CellExecutionError, naming the cell, on any error
     outputs = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for output in cell.get("outputs", []))
     assert "quick run" in outputs

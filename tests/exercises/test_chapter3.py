@@ -99,8 +99,8 @@ PAGE = "03-forward-backward-vae-training.md"
 
 @pytest.mark.skipif(BACKEND != "numpy", reason="the walkthrough's notebooks run on NumPy")
 @pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
-def test_page_runs_quick(page, monkeypatch):
-    run_quick(page, monkeypatch)
+def test_page_runs_quick(page, monkeypatch, tmp_path):
+    run_quick(page, monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
