@@ -8,6 +8,7 @@ tested without an edit here. For each page:
 - every relative link of the page (to code, figures, other pages) reaches a file; a link to lines of code
   (path#L10-L20) stays inside the file, and one of its text's `code names` (the last part of a dotted one)
   occurs in those lines, so a link that drifts off what it names as the code changes fails;
+- its code cells are those of its twin in the other language (the prose differs, the computation not);
 - the page executes as a notebook with TINYAE_TUTORIAL_QUICK=1 (tiny training limits) in a scratch folder,
   and no cell raises. The whole walkthrough, both languages, takes well under 3 minutes on 2 cores.
 The pages run on the default (numpy) backend in a kernel of their own: checked once, in the numpy run.
@@ -40,6 +41,17 @@ def test_both_languages_have_the_same_pages():
     english, chinese = ({page.name for page in PAGES if page.parent == folder} for folder in tutorial.FOLDERS)
     assert english, "no pages found in docs/tutorial/"
     assert english == chinese, f"pages in only one language: {sorted(english ^ chinese)}"
+
+
+ENGLISH = [page for page in PAGES if page.parent == tutorial.FOLDERS[0]]
+
+
+@pytest.mark.parametrize("page", ENGLISH, ids=[page.name for page in ENGLISH])
+def test_both_languages_run_the_same_code(page):
+    twin = tutorial.FOLDERS[1] / page.name
+    code = [[source for kind, source in tutorial.cells(tutorial.read_page(path)) if kind == "code"]
+            for path in (page, twin)]
+    assert code[0] == code[1], f"{page.name}: the Chinese page runs other code than the English one"
 
 
 @pytest.mark.parametrize("page", PAGES + INDEXES, ids=IDS + INDEX_IDS)

@@ -5,12 +5,9 @@ import pytest
 
 import tinyae
 from tinyae.backend import array_module
-from tests.conftest import BACKEND
 from tinyae.exercises import chapter3
 
 from . import solutions_chapter3 as solutions
-from .pages_chapter3_4 import (check_languages_share_code, check_links, check_notebook_in_sync, pages,
-                              run_quick)
 
 
 def test_decoder_jacobian_reference_passes(capsys):
@@ -90,24 +87,3 @@ def test_reparameterize_open_exercise_is_reported(capsys):
 
     chapter3.check_reparameterize(Stub)
     assert "not answered yet" in capsys.readouterr().out
-
-
-# The chapter 3 pages ---------------------------------------------------------------------------------------
-
-PAGE = "03-forward-backward-vae-training.md"
-
-
-@pytest.mark.skipif(BACKEND != "numpy", reason="the walkthrough's notebooks run on NumPy")
-@pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
-def test_page_runs_quick(page, monkeypatch, tmp_path):
-    run_quick(page, monkeypatch, tmp_path)
-
-
-@pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
-def test_page_notebook_links(page):
-    check_notebook_in_sync(page)
-    check_links(page)
-
-
-def test_page_languages_share_code():
-    check_languages_share_code(PAGE)

@@ -5,12 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import BACKEND
 from tinyae.exercises import chapter4
 
 from . import solutions_chapter4 as solutions
-from .pages_chapter3_4 import (check_languages_share_code, check_links, check_notebook_in_sync, pages,
-                              run_quick)
 
 
 def test_gaussian_kl_reference_passes(capsys):
@@ -80,24 +77,3 @@ def test_elbo_open_exercise_is_reported(capsys):
 
     chapter4.check_elbo(stub)
     assert "not answered yet" in capsys.readouterr().out
-
-
-# The chapter 4 pages ---------------------------------------------------------------------------------------
-
-PAGE = "04-math-and-worked-example.md"
-
-
-@pytest.mark.skipif(BACKEND != "numpy", reason="the walkthrough's notebooks run on NumPy")
-@pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
-def test_page_runs_quick(page, monkeypatch, tmp_path):
-    run_quick(page, monkeypatch, tmp_path)
-
-
-@pytest.mark.parametrize("page", pages(PAGE), ids=lambda page: page.parent.name)
-def test_page_notebook_links(page):
-    check_notebook_in_sync(page)
-    check_links(page)
-
-
-def test_page_languages_share_code():
-    check_languages_share_code(PAGE)
