@@ -232,6 +232,13 @@ def test_load_run_gives_config_model_metrics_and_the_commands_functions(two_epoc
         run.append_metrics({"epoch": 3})
 
 
+def test_load_run_builds_the_model_in_the_runs_dtype_whatever_the_default(two_epochs):
+    tinyae.set_default_dtype("float64")  # (the suite's fixture sets float32 back)
+    model = tinyae.load_run(two_epochs).model
+    assert {str(parameter.dtype) for parameter in model.parameters()} == {"float32"}
+    assert tinyae.get_default_dtype() == np.float64
+
+
 def test_import_tinyae_loads_neither_the_application_nor_matplotlib():
     code = ("import tinyae, sys; assert 'tinyae.app' not in sys.modules and 'matplotlib' not in sys.modules; "
             "tinyae.load_run; assert 'tinyae.app.run' in sys.modules and 'matplotlib' not in sys.modules")

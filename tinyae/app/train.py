@@ -51,10 +51,19 @@ def default_config() -> dict:
             "test_limit": None, "kl_warmup": 0, "backend": "numpy", "log_grad_norms": False}
 
 
+RUN_DTYPE = "float32"  # the dtype of every run's parameters, whatever tinyae's default dtype is
+
+
 def build_model(config: dict):
-    """The model a config describes, with freshly initialized weights (seeded by the config's seed)."""
+    """The model a config describes, with freshly initialized weights (seeded by the config's seed), in
+    ``RUN_DTYPE``: a run trained by the command loads into a program that set another default dtype."""
     tinyae_random.manual_seed(config["seed"])
-    return MODELS[config["model"]](**config["model_config"])
+    default = backend.get_default_dtype()
+    backend.set_default_dtype(RUN_DTYPE)
+    try:
+        return MODELS[config["model"]](**config["model_config"])
+    finally:
+        backend.set_default_dtype(default)
 
 
 def build_optimizer(config: dict, model):
