@@ -6,6 +6,7 @@ examples:
     tinyae train --resume runs/vae --epochs 20
     tinyae eval runs/vae -k 1000          # test −ELBO, IWAE log-likelihood, KL per dimension, active units
     tinyae sample runs/vae -n 64          # and reconstruct, interpolate, traverse, manifold, embed, plot
+    tinyae explore runs/vae               # runs/vae/explore.html: sliders over the latent space
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__, backend
-from . import evaluate, process, validate
+from . import browser, evaluate, process, validate
+from .browser import BrowserError
 from .checkpoint import CheckpointError
+from .explore import ExploreError
 from .validate import MAX_WIDTH, ConfigError
 from ..data import DataError, DataNotFoundError
 from ..models import MODELS
@@ -138,9 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     embed = figure_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     figure_command("plot", "loss curves from metrics.jsonl")
+    explore = on_a_run("explore", "write a self-contained HTML page that runs the decoder in the browser: a slider "
+                                  "per latent dimension, a 2-D pad, random draws, the codes of test digits")
+    explore.add_argument("--output", type=file_ending(".html", ".htm"), metavar="FILE",
+                         help="where to write the page (default RUN/explore.html)")
+    explore.add_argument("--screenshot", type=file_ending(".png"), metavar="PNG",
+                         help="also write a screenshot of the page in a headless Chromium (chromium on the PATH, "
+                              "or $TINYAE_CHROMIUM)")
     gradcheck = command("gradcheck", gradcheck_catalog.DESCRIPTION)
     gradcheck_catalog.add_arguments(gradcheck)
     return parser
+
+
+def file_ending(*suffixes: str) -> Callable[[str], Path]:
+    """An option's type: a file name (not a folder) ending in one of ``suffixes``."""
+    def check(text_value: str) -> Path:
+        path = Path(text_value)
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a file name, got the folder {text_value!r}")
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {' or '.join(suffixes)}, "
+                                             f"got {text_value!r}")
+        return path
+
+    return check
 
 
 def model_config_from(args: argparse.Namespace, model: str) -> dict:
@@ -277,12 +301,27 @@ def command_figure(args: argparse.Namespace) -> None:
     print(draw[args.command]())
 
 
+def command_explore(args: argparse.Namespace) -> None:
+    if args.screenshot is not None:
+        browser.find_chromium()  # no page written when the screenshot cannot be taken
+    path = Run.open(args.run).explorer(args.output)
+    print(path)
+    if args.screenshot is not None:
+        with browser.Browser() as chromium:
+            chromium.open(path)
+            if chromium.errors:
+                raise browser.BrowserError(f"the page {path} reports errors: {'; '.join(chromium.errors)}")
+            chromium.screenshot(args.screenshot)
+        print(args.screenshot)
+
+
 class UsageError(ValueError):
     """A command line that asks for something impossible (exit 2, as argparse's own errors)."""
 
 
 # The errors a command anticipates: their message is the one line the user sees (exit 1).
-RUN_ERRORS = (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError, StateDictError)
+RUN_ERRORS = (RunError, CheckpointError, DataError, DataNotFoundError, NonFiniteLossError, StateDictError,
+              BrowserError, ExploreError)
 
 
 def describe_os_error(error: OSError) -> str:
@@ -347,7 +386,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise RunError(str(error)) from None
     if args.command == "gradcheck":
         return gradcheck_catalog.command(args)
-    handlers = {"train": command_train, "eval": command_eval}
+    handlers = {"train": command_train, "eval": command_eval, "explore": command_explore}
     handlers.get(args.command, command_figure)(args)
     return 0
 

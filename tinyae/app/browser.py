@@ -1,0 +1,230 @@
+"""A headless Chromium driven over the DevTools protocol through a pipe: the standard library only.
+
+``chromium --headless --remote-debugging-pipe`` reads protocol messages from its file descriptor 3 and writes
+its answers and events to descriptor 4, each message one JSON object followed by a NUL byte. A command is
+``{"id": n, "method": "Domain.method", "params": {...}, "sessionId": s}``; its answer carries the same id,
+and events (``{"method": ..., "params": ...}``) come in between. The browser itself answers without a
+session; a page answers in the session that ``Target.attachToTarget`` (flatten) opened on it.
+
+    with Browser() as browser:              # BrowserNotFound when there is no Chromium
+        browser.open(Path("page.html"))     # waits for the load event
+        browser.evaluate("document.title")  # a JSON value
+        browser.errors                      # console errors and uncaught exceptions, one line each
+        browser.screenshot(Path("page.png"))
+
+The browser is ``$TINYAE_CHROMIUM`` or the first of ``chromium``, ``chromium-browser``, ``google-chrome``,
+``google-chrome-stable`` on the PATH; it runs in a temporary profile, with ``--no-sandbox`` only as root
+(Chromium refuses to start its sandbox as root, e.g. in a CI container).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+class BrowserError(RuntimeError):
+    """The browser failed: it did not start, did not answer in time, or a command returned an error."""
+
+
+class BrowserNotFound(BrowserError):
+    """No Chromium to run."""
+
+
+def find_chromium() -> str:
+    """The Chromium executable: ``$TINYAE_CHROMIUM`` if set, else the first of ``NAMES`` on the PATH."""
+    chosen = os.environ.get("TINYAE_CHROMIUM")
+    if chosen:
+        found = shutil.which(chosen)
+        if found is None:
+            raise BrowserNotFound(f"TINYAE_CHROMIUM={chosen} is not an executable")
+        return found
+    for name in NAMES:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise BrowserNotFound(f"no Chromium on the PATH (looked for {', '.join(NAMES)}; or set TINYAE_CHROMIUM); "
+                          "on Debian or Ubuntu: apt-get install chromium")
+
+
+class Browser:
+    """One headless Chromium with one page (a tab), 1000×800 CSS pixels at scale 1 unless asked otherwise.
+
+    ``errors`` collects every console message of level error, every uncaught exception and every browser
+    log entry of level error (a resource that failed to load) since the page was opened."""
+
+    def __init__(self, executable: str | None = None, width: int = 1000, height: int = 800,
+                 timeout: float = 30.0):
+        self.timeout = timeout
+        self.errors: list[str] = []
+        self._events: list[dict] = []
+        self._next_id = 0
+        self._buffer = b""
+        self._closed = False
+        self._profile = tempfile.mkdtemp(prefix="tinyae-chromium-")
+        command = [executable or find_chromium(), "--headless", "--remote-debugging-pipe",
+                   f"--user-data-dir={self._profile}", "--no-first-run", "--no-default-browser-check",
+                   "--disable-extensions", "--disable-background-networking", "--disable-sync",
+                   "--mute-audio", "--hide-scrollbars", "about:blank"]
+        if os.name == "posix" and os.geteuid() == 0:
+            command.insert(1, "--no-sandbox")
+        to_browser, self._to_browser = os.pipe()  # the browser reads fd 3
+        self._from_browser, from_browser = os.pipe()  # and writes fd 4
+        # Move the child's ends above 4 first, so that placing them on 3 and 4 cannot overwrite one another.
+        child_in, child_out = (fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 5) for end in (to_browser, from_browser))
+        os.close(to_browser)
+        os.close(from_browser)
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(3, 4), preexec_fn=lambda: (os.dup2(child_in, 3), os.dup2(child_out, 4)))
+        except OSError as error:
+            self._close_pipes()
+            shutil.rmtree(self._profile, ignore_errors=True)
+            raise BrowserError(f"cannot start {command[0]}: {error.strerror or error}") from None
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        try:
+            target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self._session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Runtime", "Log"):
+                self.send(f"{domain}.enable", session=self._session)
+            self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                             "deviceScaleFactor": 1, "mobile": False},
+                      session=self._session)
+        except BaseException:
+            self.close()
+            raise
+
+    # The protocol --------------------------------------------------------------------------------------
+    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        """Send one command and return its result, keeping the events that arrive before it."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session is not None:
+            message["sessionId"] = session
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._to_browser, data):]
+        while True:
+            reply = self._receive()
+            if reply.get("id") == message["id"]:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error'].get('message', reply['error'])}")
+                return reply.get("result", {})
+            self._keep(reply)
+
+    def _receive(self) -> dict:
+        """The next message from the browser (waiting at most ``timeout`` seconds)."""
+        deadline = time.monotonic() + self.timeout
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_browser], [], [], left)[0]:
+                raise BrowserError(f"the browser did not answer within {self.timeout:g} s")
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise BrowserError(f"the browser closed its pipe (exit status {self._process.poll()})")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def _keep(self, event: dict) -> None:
+        """Note the errors an event reports, and keep the event for ``wait_for``."""
+        method, params = event.get("method"), event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            self.errors.append("console: " + " ".join(str(argument.get("value", argument.get("description", "")))
+                                                      for argument in params.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            self.errors.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+            entry = params["entry"]
+            self.errors.append(f"log: {entry.get('text', '')} {entry.get('url', '')}".strip())
+        self._events.append(event)
+
+    def wait_for(self, method: str) -> dict:
+        """The params of the first event ``method`` not yet waited for (waiting for it if need be)."""
+        while True:
+            for index, event in enumerate(self._events):
+                if event.get("method") == method:
+                    del self._events[index]
+                    return event.get("params", {})
+            self._keep(self._receive())
+
+    # The page ------------------------------------------------------------------------------------------
+    def open(self, page: Path | str) -> None:
+        """Load ``page`` (a file path or a URL) and wait for its load event; ``errors`` starts afresh."""
+        url = Path(page).resolve().as_uri() if isinstance(page, Path) else page
+        self.errors.clear()
+        self._events.clear()
+        result = self.send("Page.navigate", {"url": url}, session=self._session)
+        if result.get("errorText"):
+            raise BrowserError(f"cannot open {url}: {result['errorText']}")
+        self.wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page (JSON-serializable; a promise is awaited). An
+        exception in the page is a BrowserError naming it."""
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                "awaitPromise": True}, session=self._session)
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise BrowserError(f"{expression[:60]}: "
+                               + details.get("exception", {}).get("description", details.get("text", "")))
+        return result["result"].get("value")
+
+    def mouse(self, kind: str, x: float, y: float, buttons: int = 1) -> None:
+        """A real mouse event at page coordinates (x, y): kind "mousePressed", "mouseMoved" or
+        "mouseReleased", with the left button (``buttons`` 1) held or not (0)."""
+        self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left" if buttons else "none",
+                                               "buttons": buttons, "clickCount": 1}, session=self._session)
+
+    def screenshot(self, path: Path | None = None) -> bytes:
+        """A PNG of the page's viewport (written to ``path`` too if given)."""
+        data = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, session=self._session)["data"])
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+
+    # Closing -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Ask the browser to quit (kill it if it does not within a few seconds) and remove its profile."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._process.poll() is None:
+            try:
+                self.send("Browser.close")
+            except BrowserError:
+                pass
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._close_pipes()
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+    def _close_pipes(self) -> None:
+        for descriptor in (self._to_browser, self._from_browser):
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
