@@ -353,7 +353,7 @@ MUTANTS += [
            "    step = math.ceil((last - first + 1) / most)", "    step = max(1, (last - first + 1) // most)",
            ("tests/test_figures.py",)),
     Mutant("figure command: sample replaces training's samples.png", "tinyae/app/run.py",
-           'path or self.figure_path("sample"))', 'path or self.figure_path("samples"))', ("tests/test_cli.py",),
+           'path = path or self.figure_path("sample")', 'path = path or self.figure_path("samples")', ("tests/test_cli.py",),
            NUMPY_RUN),
     Mutant("figure command: --output ignored", "tinyae/app/cli.py",
            "    path = args.output  # None: RUN/figures/COMMAND.png", "    path = None", ("tests/test_cli.py",),
