@@ -22,13 +22,14 @@ from tinyae.app import explore
 from tinyae.app.cli import main
 from tinyae.app.explore import ExploreError
 from tinyae.app.run import Run
-from tinyae.models import AE, VAE, ConvVAE
+from tinyae.models import AE, CVAE, VAE, ConvVAE
 from tests.conftest import BACKEND, to_numpy
 
 QUICK = ["--limit", "64", "--test-limit", "100", "--batch-size", "32", "--epochs", "1", "--quiet"]
-RUNS = {  # the models of the browser tests: an MLP VAE, both conv decoders, an AE (sliders from its codes)
+RUNS = {  # the browser tests' models: MLP and conv decoders (both kinds), conditional or not, an AE
     "vae": ["--model", "vae", "--hidden", "32", "--latent-dim", "4"],
-    "conv-transpose": ["--model", "conv-vae", "--latent-dim", "3", "--decoder", "transpose"],
+    "cvae": ["--model", "cvae", "--hidden", "32", "--latent-dim", "2"],
+    "conv-transpose": ["--model", "conv-cvae", "--latent-dim", "3", "--decoder", "transpose"],
     "conv-upsample": ["--model", "conv-ae", "--latent-dim", "3", "--decoder", "upsample"],
 }
 ON_NUMPY = pytest.mark.skipif(BACKEND == "strict", reason="the runs and their pages are on numpy; run once")
@@ -69,6 +70,16 @@ def test_the_page_is_self_contained_and_embeds_the_mlp_vaes_decoder(tmp_path):
     np.testing.assert_array_equal(floats(fc4["bias"]), to_numpy(model.fc4.bias.data))
     assert (fc3["in"], fc3["out"], fc4["in"], fc4["out"]) == (2, 8, 8, 784)
     assert (data["height"], data["width"], data["latent_dim"]) == (28, 28, 2)
+
+
+def test_a_conditional_vaes_decoder_takes_the_label_columns_last(tmp_path):
+    tinyae.manual_seed(0)
+    model = CVAE(hidden=8, latent_dim=2)
+    data = page_data(write_page(model, tmp_path / "page.html"))
+    assert data["classes"] == 10
+    assert [layer["kind"] for layer in data["layers"]] == ["linear", "relu", "linear"]
+    assert (data["layers"][0]["in"], data["layers"][0]["out"]) == (12, 8)
+    assert page_data(write_page(VAE(hidden=8, latent_dim=2), tmp_path / "plain.html"))["classes"] == 0
 
 
 @pytest.mark.parametrize("decoder", ["transpose", "upsample"])
@@ -132,19 +143,20 @@ def outcome(argv, capsys) -> tuple[int, str, str]:
 def test_bad_runs_and_file_names_are_one_line_errors(runs, tmp_path, capsys, monkeypatch):
     Run.create(tmp_path / "fresh", Run.open(runs["vae"]).config)  # a run killed before its first epoch
     monkeypatch.setenv("TINYAE_CHROMIUM", str(tmp_path / "no-chromium"))
+    page, shot = tmp_path / "page.html", tmp_path / "shot.png"
     cases = [(["explore", tmp_path / "fresh"], 1, "has no checkpoint yet"),
              (["explore", tmp_path / "nothing"], 1, "no run folder at"),
              (["explore", runs["vae"], "--output", tmp_path], 2, "expected a file name, got the folder"),
              (["explore", runs["vae"], "--output", tmp_path / "page.txt"], 2, "ending in .html or .htm"),
              (["explore", runs["vae"], "--screenshot", tmp_path / "shot.jpg"], 2, "ending in .png"),
-             (["explore", runs["vae"], "--output", tmp_path / "no" / "page.html"], 1, "No such file or directory"),
-             (["explore", runs["vae"], "--output", tmp_path / "page.html", "--screenshot", tmp_path / "shot.png"],
-              1, "no-chromium is not an executable")]
+             (["explore", runs["vae"], "--output", tmp_path / "no" / "page.html"], 1, "No such file or dir"),
+             (["explore", runs["vae"], "--output", page, "--screenshot", shot], 1,
+              "no-chromium is not an executable")]
     for argv, expected_code, fragment in cases:
         code, _, err = outcome(argv, capsys)
         assert code == expected_code and fragment in err.strip().splitlines()[-1], (argv, err)
         assert "Traceback" not in err and (code == 2 or len(err.strip().splitlines()) == 1), err
-    assert not (tmp_path / "page.html").exists()  # no page when the screenshot cannot be taken
+    assert not page.exists()  # no page when the screenshot cannot be taken
 
 
 @ON_NUMPY
@@ -158,7 +170,7 @@ def test_the_command_writes_the_page_of_the_runs_test_codes(runs, capsys):
     with tinyae.no_grad():
         codes = run.model.encode(images).numpy()
     np.testing.assert_allclose(floats(data["codes"]).reshape(codes.shape), codes, rtol=1e-6, atol=1e-6)
-    assert data["labels"] == batches.labels.tolist()
+    assert data["labels"] == batches.labels.tolist() and data["classes"] == 0
     thumbnails = np.frombuffer(base64.b64decode(data["images"]), dtype=np.uint8).reshape(100, 28, 28)
     np.testing.assert_array_equal(thumbnails, np.round(images.numpy().reshape(100, 28, 28) * 255))
     with tinyae.no_grad():  # an AE's sliders: the mean ± 3σ of its test codes
@@ -182,11 +194,12 @@ def chromium():
         yield browser
 
 
-def decoded_by_tinyae(run: Run, code) -> np.ndarray:
-    """sigmoid(g(z)) by tinyae, (H·W,) float64."""
+def decoded_by_tinyae(run: Run, code, digit: int | None = None) -> np.ndarray:
+    """sigmoid(g(z)) (sigmoid(g(z, digit)) for a conditional VAE) by tinyae, (H·W,) float64."""
+    labels = () if digit is None else (np.array([digit]),)
     with tinyae.no_grad():
         z = tinyae.tensor(np.asarray(code, dtype=np.float32)[None])
-        return run.model.decode(z).sigmoid().numpy().astype(np.float64).ravel()
+        return run.model.decode(z, *labels).sigmoid().numpy().astype(np.float64).ravel()
 
 
 def set_sliders(browser, values) -> None:
@@ -198,14 +211,15 @@ def set_sliders(browser, values) -> None:
     }})""")
 
 
-def check_page_shows(browser, run: Run, code) -> None:
-    """The page's intensities are tinyae's for ``code`` (1e-4), and its canvas shows them: each image pixel
-    a 10×10 square of grey 255·(1 − p) (±1 level: rounding), opaque."""
-    expected = decoded_by_tinyae(run, code)
+def check_page_shows(browser, run: Run, code, digit: int | None = None) -> None:
+    """The page's intensities are tinyae's for ``code`` (and ``digit``) (1e-4), and its canvas shows them:
+    each image pixel a 10×10 square of grey 255·(1 − p) (±1 level: rounding), opaque."""
+    expected = decoded_by_tinyae(run, code, digit)
     page = np.array(browser.evaluate("explorer.decoded()"))
     assert page.shape == expected.shape and np.abs(page - expected).max() <= 1e-4
-    pixels = np.array(browser.evaluate("""(() => { const canvas = document.getElementById("decoded");
-        return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data); })()"""))
+    pixels = np.array(browser.evaluate("""(() => {
+        const canvas = document.getElementById("decoded"), context = canvas.getContext("2d");
+        return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data); })()"""))
     pixels = pixels.reshape(280, 280, 4)
     assert (pixels[..., 3] == 255).all() and (pixels[..., 0] == pixels[..., 1]).all()
     assert (pixels[..., 0] == pixels[..., 2]).all()
@@ -223,13 +237,15 @@ def open_page(browser, run_folder: Path, capsys) -> Run:
 
 def test_the_mlp_vae_page_decodes_as_tinyae_from_sliders_pad_test_digits_and_draws(runs, chromium, capsys):
     run = open_page(chromium, runs["vae"], capsys)
+    assert chromium.evaluate('document.getElementById("digits").hidden') is True  # no digit to choose
     code = [0.5, -1.25, 2.875, -0.0625]
     set_sliders(chromium, code)
     assert chromium.evaluate("explorer.code()") == code
     check_page_shows(chromium, run, code)
 
     # the pad: x moves z2 from −3 (left) to 3, y moves z0 from 3 (top) to −3
-    chromium.evaluate('document.getElementById("pad-x").value = 2; document.getElementById("pad-y").value = 0')
+    chromium.evaluate('document.getElementById("pad-x").value = 2; '
+                      'document.getElementById("pad-y").value = 0')
     box = chromium.evaluate('(({left, top, width, height}) => ({left, top, width, height}))('
                             'document.getElementById("pad").getBoundingClientRect())')
     x, y = round(box["left"] + 0.25 * box["width"]), round(box["top"] + 0.75 * box["height"])
@@ -242,7 +258,7 @@ def test_the_mlp_vae_page_decodes_as_tinyae_from_sliders_pad_test_digits_and_dra
     check_page_shows(chromium, run, moved)
 
     # test digit #3: its code μ(x₃) and its label
-    chromium.evaluate('document.getElementById("test-index").value = "3"; document.getElementById("from-test").click()')
+    start_from_test(chromium, 3)
     images = run.test_images(4)
     with tinyae.no_grad():
         mu = run.model.encode(images)[0].numpy()[3]
@@ -263,15 +279,43 @@ def test_the_mlp_vae_page_decodes_as_tinyae_from_sliders_pad_test_digits_and_dra
     assert screenshot.shape[:2] == (800, 1000) and screenshot[..., :3].std() > 0.05
 
 
+def start_from_test(browser, index: int) -> None:
+    browser.evaluate(f'document.getElementById("test-index").value = "{index}"; '
+                     'document.getElementById("from-test").click()')
+
+
+@pytest.mark.parametrize("name", ["cvae", "conv-transpose"])
+def test_a_conditional_vaes_page_draws_the_digit_of_its_buttons(runs, chromium, capsys, name):
+    run = open_page(chromium, runs[name], capsys)
+    assert chromium.evaluate('document.getElementById("digits").hidden') is False
+    labels = run.test_labels(5)
+    assert chromium.evaluate("explorer.digit()") == labels[0]  # the page starts from test digit #0
+    start_from_test(chromium, 4)
+    with tinyae.no_grad():
+        mu = run.model.encode(run.test_images(5), labels)[0].numpy()[4]  # μ(x₄, y₄)
+    np.testing.assert_allclose(chromium.evaluate("explorer.code()"), mu, rtol=1e-6, atol=1e-6)
+    assert chromium.evaluate("explorer.digit()") == labels[4]
+    check_page_shows(chromium, run, mu, labels[4])
+    code = [0.25, -1.5, 0.625][:run.model.config["latent_dim"]]
+    set_sliders(chromium, code)
+    for digit in (3, 8):
+        chromium.evaluate(f'document.querySelectorAll("#digits button")[{digit}].click()')
+        assert chromium.evaluate("explorer.digit()") == digit
+        assert chromium.evaluate('document.querySelector("#digits button.chosen").textContent') == str(digit)
+        check_page_shows(chromium, run, code, digit)
+    assert chromium.errors == []
+
+
 @pytest.mark.parametrize("name", ["conv-transpose", "conv-upsample"])
 def test_a_conv_decoder_runs_in_the_page_as_in_tinyae(runs, chromium, capsys, name):
     run = open_page(chromium, runs[name], capsys)
     data = page_data(runs[name] / "explore.html")
+    digit = chromium.evaluate("explorer.digit()") if data["classes"] else None
     low = floats(data["center"]) - 3 * floats(data["spread"])
     code = (low + floats(data["spread"]) * np.array([1.5, 3.25, 5.0])).tolist()  # within the sliders' range
     set_sliders(chromium, code)
     np.testing.assert_allclose(chromium.evaluate("explorer.code()"), code, rtol=0, atol=1e-12)
-    check_page_shows(chromium, run, code)
+    check_page_shows(chromium, run, code, digit)
     assert chromium.errors == []
 
 

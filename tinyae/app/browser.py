@@ -57,6 +57,11 @@ def find_chromium() -> str:
                           "on Debian or Ubuntu: apt-get install chromium")
 
 
+def describe(details: dict) -> str:
+    """The first line of a protocol ``exceptionDetails``: the exception's description, or the text."""
+    return (details.get("exception", {}).get("description") or details.get("text", "")).split("\n")[0]
+
+
 class Browser:
     """One headless Chromium with one page (a tab), 1000×800 CSS pixels at scale 1 unless asked otherwise.
 
@@ -81,7 +86,8 @@ class Browser:
         to_browser, self._to_browser = os.pipe()  # the browser reads fd 3
         self._from_browser, from_browser = os.pipe()  # and writes fd 4
         # Move the child's ends above 4 first, so that placing them on 3 and 4 cannot overwrite one another.
-        child_in, child_out = (fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 5) for end in (to_browser, from_browser))
+        child_in, child_out = (fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 5)
+                               for end in (to_browser, from_browser))
         os.close(to_browser)
         os.close(from_browser)
         try:
@@ -97,7 +103,8 @@ class Browser:
             os.close(child_out)
         try:
             target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            self._session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
+            self._session = attached["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 self.send(f"{domain}.enable", session=self._session)
             self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
@@ -143,11 +150,12 @@ class Browser:
         """Note the errors an event reports, and keep the event for ``wait_for``."""
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.errors.append("console: " + " ".join(str(argument.get("value", argument.get("description", "")))
-                                                      for argument in params.get("args", [])))
+            arguments = params.get("args", [])
+            words = (argument.get("value", argument.get("description", "")) for argument in arguments)
+            self.errors.append("console: " + " ".join(map(str, words)))
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
-            self.errors.append("exception: " + details.get("exception", {}).get("description", details.get("text", "")))
+            self.errors.append("exception: " + describe(details))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             self.errors.append(f"log: {entry.get('text', '')} {entry.get('url', '')}".strip())
@@ -179,20 +187,20 @@ class Browser:
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                                 "awaitPromise": True}, session=self._session)
         if "exceptionDetails" in result:
-            details = result["exceptionDetails"]
-            raise BrowserError(f"{expression[:60]}: "
-                               + details.get("exception", {}).get("description", details.get("text", "")))
+            raise BrowserError(f"{expression[:60]}: {describe(result['exceptionDetails'])}")
         return result["result"].get("value")
 
     def mouse(self, kind: str, x: float, y: float, buttons: int = 1) -> None:
         """A real mouse event at page coordinates (x, y): kind "mousePressed", "mouseMoved" or
         "mouseReleased", with the left button (``buttons`` 1) held or not (0)."""
-        self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left" if buttons else "none",
-                                               "buttons": buttons, "clickCount": 1}, session=self._session)
+        event = {"type": kind, "x": x, "y": y, "buttons": buttons, "clickCount": 1,
+                 "button": "left" if buttons else "none"}
+        self.send("Input.dispatchMouseEvent", event, session=self._session)
 
     def screenshot(self, path: Path | None = None) -> bytes:
         """A PNG of the page's viewport (written to ``path`` too if given)."""
-        data = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, session=self._session)["data"])
+        shot = self.send("Page.captureScreenshot", {"format": "png"}, session=self._session)
+        data = base64.b64decode(shot["data"])
         if path is not None:
             Path(path).write_bytes(data)
         return data

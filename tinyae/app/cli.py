@@ -147,13 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed = figure_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     figure_command("plot", "loss curves from metrics.jsonl")
-    explore = on_a_run("explore", "write a self-contained HTML page that runs the decoder in the browser: a slider "
-                                  "per latent dimension, a 2-D pad, random draws, the codes of test digits")
+    explore = on_a_run("explore", "write a self-contained HTML page that runs the decoder in the browser: "
+                                  "a slider per latent dimension, a 2-D pad, random draws, test digits")
     explore.add_argument("--output", type=file_ending(".html", ".htm"), metavar="FILE",
                          help="where to write the page (default RUN/explore.html)")
     explore.add_argument("--screenshot", type=file_ending(".png"), metavar="PNG",
-                         help="also write a screenshot of the page in a headless Chromium (chromium on the PATH, "
-                              "or $TINYAE_CHROMIUM)")
+                         help="also write a screenshot of the page in a headless Chromium (chromium on the "
+                              "PATH, or $TINYAE_CHROMIUM)")
     gradcheck = command("gradcheck", gradcheck_catalog.DESCRIPTION)
     gradcheck_catalog.add_arguments(gradcheck)
     return parser

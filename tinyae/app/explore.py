@@ -10,9 +10,11 @@ little-endian float32), which a few dozen lines of JavaScript in the page run in
     conv2d            cross-correlation                 W (out, in, kh, kw), as tinyae.nn.Conv2d
     conv_transpose2d  the adjoint of conv2d             W (in, out, kh, kw), as tinyae.nn.ConvTranspose2d
 
-then the pixel intensities p = sigmoid(logits). The page computes in float64 from the float32 weights, so
-its intensities match tinyae's float32 decoding to about 1e-6. It draws p as the grey level 255·(1 − p),
-rounded (dark ink on white paper, as tinyae's figures), each image pixel a SCALE×SCALE square.
+then the pixel intensities p = sigmoid(logits). A conditional VAE's decoder takes [z, onehot(y)], the
+label's columns last: the page appends them to z, the digit y chosen by buttons 0 to 9. The page computes
+in float64 from the float32 weights, so its intensities match tinyae's float32 decoding to about 1e-6. It
+draws p as the grey level 255·(1 − p), rounded (dark ink on white paper, as tinyae's figures), each image
+pixel a SCALE×SCALE square.
 
 Nothing is fetched: no server, no network, no script or font from elsewhere; it opens from file://.
 """
@@ -49,18 +51,26 @@ def host(tensor: Tensor) -> np.ndarray:
 
 
 def decoder_modules(model) -> list[nn.Module]:
-    """The layers of g_φ in the order the model's ``decode`` applies them, for the decoders tinyae builds: an
-    ``nn.Sequential`` ``decoder`` (the AEs and conv models) or the MLP VAE's fc3 → ReLU → fc4."""
+    """The layers of g_φ in the order the model's ``decode`` applies them to z (to [z, onehot(y)] for a
+    conditional model), for the decoders tinyae builds: an ``nn.Sequential`` ``decoder`` (the AEs and conv
+    models) or the MLP VAE's fc3 → ReLU → fc4."""
     from ..models.base import Autoencoder
+    from ..models.conditional import CVAE, ConvCVAE
     from ..models.mlp import VAE
 
     decode = type(model).decode
-    if decode is Autoencoder.decode and isinstance(getattr(model, "decoder", None), nn.Sequential):
+    if decode in (Autoencoder.decode, ConvCVAE.decode) and isinstance(getattr(model, "decoder", None),
+                                                                       nn.Sequential):
         return list(model.decoder)
-    if decode is VAE.decode:
+    if decode in (VAE.decode, CVAE.decode):
         return [model.fc3, nn.ReLU(), model.fc4]
     raise ExploreError(f"the explorer cannot export the decoder of a {type(model).__name__} (its decode is "
                        "neither an nn.Sequential decoder nor the VAE's fc3 → ReLU → fc4)")
+
+
+def classes(model) -> int:
+    """The number of labels a conditional model's decoder takes, 0 for the others."""
+    return model.config["classes"] if model.is_conditional else 0
 
 
 def layer_spec(module: nn.Module) -> dict:
@@ -93,8 +103,9 @@ def layer_spec(module: nn.Module) -> dict:
 
 def image_shape(model, latent_dim: int) -> tuple[int, int]:
     """(H, W) of one decoded image: the model's own output for a zero code, one channel, or a square."""
+    labels = (np.zeros(1, dtype=np.int64),) if classes(model) else ()
     with no_grad():
-        shape = model.decode(Tensor(np.zeros((1, latent_dim), dtype=np.float32))).shape[1:]
+        shape = model.decode(Tensor(np.zeros((1, latent_dim), dtype=np.float32)), *labels).shape[1:]
     if len(shape) == 3 and shape[0] == 1:
         return shape[1], shape[2]
     side = math.isqrt(shape[0]) if len(shape) == 1 else 0
@@ -111,7 +122,8 @@ def explorer_data(model, codes: np.ndarray, labels: np.ndarray, images: np.ndarr
     latent_dim = model.config["latent_dim"]
     height, width = image_shape(model, latent_dim)
     pixels = np.round(np.asarray(images, dtype=np.float64).reshape(len(images), height, width) * 255)
-    return {"about": about, "latent_dim": latent_dim, "height": height, "width": width, "scale": SCALE,
+    return {"about": about, "latent_dim": latent_dim, "classes": classes(model), "height": height,
+            "width": width, "scale": SCALE,
             "range": RANGE, "center": floats(center), "spread": floats(scale),
             "layers": [layer_spec(module) for module in decoder_modules(model)],
             "codes": floats(codes), "labels": [int(label) for label in labels],
@@ -153,7 +165,8 @@ PAGE = r"""<!DOCTYPE html>
 <main>
   <section>
     <canvas id="decoded" title="the decoded image g(z)"></canvas>
-    <p>test digit: <canvas id="original" width="84" height="84"></canvas> <span id="original-label">(none chosen)</span></p>
+    <p>test digit: <canvas id="original" width="84" height="84"></canvas>
+       <span id="original-label">(none chosen)</span></p>
   </section>
   <section>
     <p id="digits" hidden>digit: </p>
@@ -203,15 +216,17 @@ const FORWARD = {
     const y = new Float64Array(C * OH * OW);
     for (let c = 0; c < C; c++)
       for (let i = 0; i < OH; i++)
-        for (let j = 0; j < OW; j++) y[(c * OH + i) * OW + j] = x.data[(c * H + Math.floor(i / sh)) * W + Math.floor(j / sw)];
+        for (let j = 0; j < OW; j++)
+          y[(c * OH + i) * OW + j] = x.data[(c * H + Math.floor(i / sh)) * W + Math.floor(j / sw)];
     return {shape: [C, OH, OW], data: y};
   },
   // cross-correlation with W (out, in, k_h, k_w), stride s, zero padding pad:
-  //   y[o, i, j] = b_o + Σ_c Σ_p Σ_q W[o, c, p, q] · x[c, s_h·i − pad_h + p, s_w·j − pad_w + q]   (0 outside x)
+  //   y[o, i, j] = b_o + Σ_c Σ_p Σ_q W[o, c, p, q] · x[c, s_h·i − pad_h + p, s_w·j − pad_w + q]  (0 outside)
   //   output size ⌊(H + 2·pad − k) / s⌋ + 1 per axis
   conv2d(layer, x) {
     const [C, H, W] = x.shape, [kh, kw] = layer.kernel, [sh, sw] = layer.stride, [ph, pw] = layer.padding;
-    const O = layer.out, OH = Math.floor((H + 2 * ph - kh) / sh) + 1, OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+    const O = layer.out, OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
+    const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
     const y = new Float64Array(O * OH * OW);
     for (let o = 0; o < O; o++)
       for (let i = 0; i < OH; i++)
@@ -262,9 +277,11 @@ const FORWARD = {
 const LAYERS = MODEL.layers.map(layer =>
   layer.weight === undefined ? layer : {...layer, weight: floats(layer.weight), bias: floats(layer.bias)});
 
-// p = sigmoid(g(z)) = 1 / (1 + exp(−g(z))): each pixel's intensity in [0, 1]
-function decode(z) {
-  let x = {shape: [z.length], data: Float64Array.from(z)};
+// p = sigmoid(g(z)) = 1 / (1 + exp(−g(z))): each pixel's intensity in [0, 1]. A conditional VAE's g
+// takes [z, onehot(digit)], the label's columns last.
+function decode(z, digit) {
+  const onehot = Array.from({length: MODEL.classes}, (_, k) => (k === digit ? 1 : 0));
+  let x = {shape: [z.length + MODEL.classes], data: Float64Array.from([...z, ...onehot])};
   for (const layer of LAYERS) x = FORWARD[layer.kind](layer, x);
   return x.data.map(logit => 1 / (1 + Math.exp(-logit)));
 }
@@ -275,7 +292,7 @@ const CENTER = floats(MODEL.center), SPREAD = floats(MODEL.spread), CODES = floa
 const IMAGES = bytes(MODEL.images), TESTS = MODEL.labels.length;
 const low = d => CENTER[d] - MODEL.range * SPREAD[d], high = d => CENTER[d] + MODEL.range * SPREAD[d];
 const $ = id => document.getElementById(id);
-let code = Array.from(CENTER), last = null;
+let code = Array.from(CENTER), digit = 0, last = null;
 const sliders = [], readouts = [];
 
 // intensity p → grey level 255·(1 − p), rounded: dark ink on white paper, as tinyae's figures
@@ -295,8 +312,9 @@ function draw(canvas, intensities, scale) {
 
 function drawPad() {
   const pad = $("pad"), context = pad.getContext("2d"), a = +$("pad-x").value, b = +$("pad-y").value;
-  const x = (code[a] - low(a)) / (high(a) - low(a)) * pad.width;
-  const y = (high(b) - code[b]) / (high(b) - low(b)) * pad.height;
+  const clamp = t => Math.min(Math.max(t, 0), 1);  // a code beyond the range: the dot on the border
+  const x = clamp((code[a] - low(a)) / (high(a) - low(a))) * pad.width;
+  const y = clamp((high(b) - code[b]) / (high(b) - low(b))) * pad.height;
   context.fillStyle = "#f4f4f4";
   context.fillRect(0, 0, pad.width, pad.height);
   context.strokeStyle = "#bbb";
@@ -311,13 +329,16 @@ function drawPad() {
 }
 
 function render() {
-  last = decode(code);
+  last = decode(code, digit);
   draw($("decoded"), last, SCALE);
   for (let d = 0; d < D; d++) {
     sliders[d].value = code[d];
     readouts[d].textContent = code[d].toFixed(3);
   }
   drawPad();
+  document.querySelectorAll("#digits button").forEach((button, d) => {
+    button.classList.toggle("chosen", d === digit);
+  });
 }
 
 // ---- The controls ----------------------------------------------------------------------------------------
@@ -346,16 +367,36 @@ function movePad(event) {
   code[b] = high(b) - v * (high(b) - low(b));
   render();
 }
-$("pad").addEventListener("pointerdown", event => { $("pad").setPointerCapture(event.pointerId); movePad(event); });
+$("pad").addEventListener("pointerdown", event => {
+  $("pad").setPointerCapture(event.pointerId);
+  movePad(event);
+});
 $("pad").addEventListener("pointermove", event => { if (event.buttons & 1) movePad(event); });
 
 // a random draw z = center + spread·ε, ε ~ N(0, I) by Box–Muller
-function normal() { return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()); }
-$("random").addEventListener("click", () => { code = code.map((_, d) => CENTER[d] + SPREAD[d] * normal()); render(); });
+function normal() {
+  return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+}
+$("random").addEventListener("click", () => {
+  code = code.map((_, d) => CENTER[d] + SPREAD[d] * normal());
+  render();
+});
+
+// a conditional VAE: the digit to draw
+function setDigit(d) { digit = d; render(); }
+for (let d = 0; d < MODEL.classes; d++) {
+  const button = document.createElement("button");
+  button.textContent = d;
+  button.addEventListener("click", () => setDigit(d));
+  $("digits").append(button);
+}
+$("digits").hidden = MODEL.classes === 0;
 
 function startFromTest(index) {
   code = Array.from(CODES.subarray(index * D, (index + 1) * D));
-  const thumbnail = Array.from(IMAGES.subarray(index * HEIGHT * WIDTH, (index + 1) * HEIGHT * WIDTH), v => v / 255);
+  if (MODEL.classes) digit = MODEL.labels[index];  // its code is μ(x, y), for its own label y
+  const pixels = HEIGHT * WIDTH;
+  const thumbnail = Array.from(IMAGES.subarray(index * pixels, (index + 1) * pixels), v => v / 255);
   draw($("original"), thumbnail, 3);
   $("original-label").textContent = "#" + index + ", a " + MODEL.labels[index];
   render();
@@ -368,11 +409,13 @@ $("from-test").addEventListener("click", () => {
 $("about").textContent = MODEL.about;
 startFromTest(0);
 
-// For tests and the curious: the code, the last decoded intensities (row-major), setting the code.
+// For tests and the curious: the code, the digit, the last decoded intensities (row-major), setting them.
 window.explorer = {
   code: () => Array.from(code),
+  digit: () => digit,
   decoded: () => Array.from(last),
   setCode(values) { code = Array.from(values, Number); render(); },
+  setDigit,
 };
 </script>
 </body>

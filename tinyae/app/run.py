@@ -473,35 +473,37 @@ class Run:
     def explorer(self, path: Path | str | None = None, count: int = 100) -> Path:
         """The latent-space explorer, one self-contained HTML page (explore.html, beside the run's files):
         the decoder runs in the browser, with a slider per latent dimension, a 2-D pad, a random draw and
-        the codes of the first ``count`` test images. A VAE's sliders span the prior's ±3σ; an AE's, the
-        mean ± 3σ of its codes over the first 1000 test images (σ taken as 1 where the codes never vary)."""
+        the codes of the first ``count`` test images (and for a conditional VAE, buttons for the digit). A
+        VAE's sliders span the prior's ±3σ; an AE's, the mean ± 3σ of its codes over the first 1000 test
+        images (σ taken as 1 where the codes never vary)."""
         import numpy as np
 
         from . import explore
         from ..autograd import no_grad
         from .evaluate import latent_means
 
-        model, batches = self.model, self.test_set(count, batch_size=count)
-        images = next(iter(batches))
+        model, images, labels = self.model, self.test_images(count), self.test_labels(count)
         latent_dim = model.config["latent_dim"]
         with no_grad():
-            codes = latent_means(model, images).numpy()
+            codes = latent_means(model, images, labels).numpy()
             if model.is_variational:
                 center, scale = np.zeros(latent_dim), np.ones(latent_dim)
-                ranges = ("The sliders span ±3, three standard deviations of the prior N(0, I); a random draw "
-                          "is z ~ N(0, I).")
+                ranges = ("The sliders span ±3, three standard deviations of the prior N(0, I); a random "
+                          "draw is z ~ N(0, I).")
             else:
                 test_codes = latent_means(model, self.test_images(1000)).numpy()
                 center, scale = test_codes.mean(axis=0), test_codes.std(axis=0)
                 scale[scale == 0] = 1
                 ranges = (f"The sliders span the mean ± 3σ of each dimension over the codes of the first "
-                          f"{len(test_codes)} test images; a random draw takes each dimension from the normal "
-                          "distribution of that mean and σ.")
-        about = (f"The decoder g of a {self.config['model']} (latent_dim {latent_dim}, epoch {self.epoch}) runs "
-                 f"in this page. {ranges} The image is p = sigmoid(g(z)), dark where p is 1: grey level "
-                 "255·(1 − p).")
-        return explore.write_explorer(model, path or self.path / "explore.html", codes, batches.labels,
-                                      images.numpy(), center, scale, f"tinyae explorer: {self.path.name}", about)
+                          f"{len(test_codes)} test images; a random draw takes each dimension from the "
+                          "normal distribution of that mean and σ.")
+        decoder = "g(z, y), y the digit chosen by the buttons," if model.is_conditional else "g(z)"
+        about = (f"The decoder {decoder} of a {self.config['model']} (latent_dim {latent_dim}, epoch "
+                 f"{self.epoch}) runs in this page. {ranges} The image is p = sigmoid(g), dark where p is 1: "
+                 "grey level 255·(1 − p).")
+        path = path or self.path / "explore.html"
+        return explore.write_explorer(model, path, codes, labels, images.numpy(), center, scale,
+                                      f"tinyae explorer: {self.path.name}", about)
 
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
