@@ -158,6 +158,15 @@ def test_bad_runs_and_file_names_are_one_line_errors(runs, tmp_path, capsys, mon
         assert "Traceback" not in err and (code == 2 or len(err.strip().splitlines()) == 1), err
     assert not page.exists()  # no page when the screenshot cannot be taken
 
+    broken = tmp_path / "broken-chromium"
+    broken.write_text("#!/bin/sh\necho 'error while loading shared libraries: libnss3.so' >&2\nexit 127\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("TINYAE_CHROMIUM", str(broken))
+    code, out, err = outcome(["explore", runs["vae"], "--output", page, "--screenshot", shot], capsys)
+    assert code == 1 and out.strip() == str(page) and not shot.exists()
+    assert err.strip() == ("tinyae explore: error: the browser quit (exit status 127): error while loading shared "
+                           "libraries: libnss3.so")
+
 
 @ON_NUMPY
 def test_the_command_writes_the_page_of_the_runs_test_codes(runs, capsys):

@@ -26,6 +26,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,28 +77,36 @@ class Browser:
         self._next_id = 0
         self._buffer = b""
         self._closed = False
+        executable = executable or find_chromium()
         self._profile = tempfile.mkdtemp(prefix="tinyae-chromium-")
-        command = [executable or find_chromium(), "--headless", "--remote-debugging-pipe",
-                   f"--user-data-dir={self._profile}", "--no-first-run", "--no-default-browser-check",
-                   "--disable-extensions", "--disable-background-networking", "--disable-sync",
-                   "--mute-audio", "--hide-scrollbars", "about:blank"]
-        if os.name == "posix" and os.geteuid() == 0:
-            command.insert(1, "--no-sandbox")
-        to_browser, self._to_browser = os.pipe()  # the browser reads fd 3
-        self._from_browser, from_browser = os.pipe()  # and writes fd 4
-        # Move the child's ends above 4 first, so that placing them on 3 and 4 cannot overwrite one another.
+        flags = ["--headless", "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
+                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                 "--disable-background-networking", "--disable-sync", "--disable-dev-shm-usage", "--mute-audio",
+                 "--hide-scrollbars"]
+        if os.geteuid() == 0:
+            flags.append("--no-sandbox")
+        to_browser, self._to_browser = os.pipe()
+        self._from_browser, from_browser = os.pipe()
+        # The child's ends go to fds >= 5 first, then a small Python process places them on 3 (the browser
+        # reads) and 4 (it writes) and becomes the browser (no code runs between fork and exec here, which
+        # is safe beside threads; a shell would do, but dash takes only one-digit fds).
         child_in, child_out = (fcntl.fcntl(end, fcntl.F_DUPFD_CLOEXEC, 5)
                                for end in (to_browser, from_browser))
         os.close(to_browser)
         os.close(from_browser)
+        place = (f"import os, sys; os.dup2({child_in}, 3); os.dup2({child_out}, 4); os.close({child_in}); "
+                 f"os.close({child_out}); os.execv(sys.argv[1], sys.argv[1:])")
+        self._stderr = tempfile.TemporaryFile()  # the browser's complaints, for the error if it fails
         try:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                pass_fds=(3, 4), preexec_fn=lambda: (os.dup2(child_in, 3), os.dup2(child_out, 4)))
+                [sys.executable, "-I", "-S", "-c", place, executable, *flags, "about:blank"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                pass_fds=(child_in, child_out))
         except OSError as error:
             self._close_pipes()
+            self._stderr.close()
             shutil.rmtree(self._profile, ignore_errors=True)
-            raise BrowserError(f"cannot start {command[0]}: {error.strerror or error}") from None
+            raise BrowserError(f"cannot start {executable}: {error.strerror or error}") from None
         finally:
             os.close(child_in)
             os.close(child_out)
@@ -122,8 +131,11 @@ class Browser:
         if session is not None:
             message["sessionId"] = session
         data = json.dumps(message).encode() + b"\0"
-        while data:
-            data = data[os.write(self._to_browser, data):]
+        try:
+            while data:
+                data = data[os.write(self._to_browser, data):]
+        except BrokenPipeError:
+            raise BrowserError(f"the browser quit{self._last_words()}") from None
         while True:
             reply = self._receive()
             if reply.get("id") == message["id"]:
@@ -141,10 +153,20 @@ class Browser:
                 raise BrowserError(f"the browser did not answer within {self.timeout:g} s")
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                raise BrowserError(f"the browser closed its pipe (exit status {self._process.poll()})")
+                raise BrowserError(f"the browser quit{self._last_words()}")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
+
+    def _last_words(self) -> str:
+        """The browser's exit status and the last line it wrote to stderr, for an error message."""
+        try:
+            status = f" (exit status {self._process.wait(timeout=5)})"
+        except subprocess.TimeoutExpired:
+            status = ""
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        return status + (f": {lines[-1][:200]}" if lines else "")
 
     def _keep(self, event: dict) -> None:
         """Note the errors an event reports, and keep the event for ``wait_for``."""
@@ -222,6 +244,7 @@ class Browser:
                 self._process.kill()
                 self._process.wait()
         self._close_pipes()
+        self._stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
     def _close_pipes(self) -> None:
