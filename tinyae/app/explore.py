@@ -46,10 +46,6 @@ def floats(array) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
 
 
-def host(tensor: Tensor) -> np.ndarray:
-    return np.asarray(tensor.numpy())
-
-
 def decoder_modules(model) -> list[nn.Module]:
     """The layers of g_φ in the order the model's ``decode`` applies them to z (to [z, onehot(y)] for a
     conditional model), for the decoders tinyae builds: an ``nn.Sequential`` ``decoder`` (the AEs and conv
@@ -76,11 +72,11 @@ def classes(model) -> int:
 def layer_spec(module: nn.Module) -> dict:
     """One layer of the page's decoder: its kind, sizes and weights (bias zeros when the layer has none)."""
     def bias(size: int) -> str:
-        return floats(host(module.bias) if module.bias is not None else np.zeros(size))
+        return floats(module.bias.numpy() if module.bias is not None else np.zeros(size))
 
     if isinstance(module, nn.Linear):
         return {"kind": "linear", "in": module.in_features, "out": module.out_features,
-                "weight": floats(host(module.weight)), "bias": bias(module.out_features)}
+                "weight": floats(module.weight.numpy()), "bias": bias(module.out_features)}
     if isinstance(module, nn.ReLU):
         return {"kind": "relu"}
     if isinstance(module, nn.Unflatten):
@@ -93,7 +89,7 @@ def layer_spec(module: nn.Module) -> dict:
         spec = {"kind": "conv2d" if isinstance(module, nn.Conv2d) else "conv_transpose2d",
                 "in": module.in_channels, "out": module.out_channels, "kernel": list(module.kernel_size),
                 "stride": list(module.stride), "padding": list(module.padding),
-                "weight": floats(host(module.weight)), "bias": bias(module.out_channels)}
+                "weight": floats(module.weight.numpy()), "bias": bias(module.out_channels)}
         if isinstance(module, nn.ConvTranspose2d):
             spec["output_padding"] = list(module.output_padding)
         return spec
@@ -104,8 +100,9 @@ def layer_spec(module: nn.Module) -> dict:
 def image_shape(model, latent_dim: int) -> tuple[int, int]:
     """(H, W) of one decoded image: the model's own output for a zero code, one channel, or a square."""
     labels = (np.zeros(1, dtype=np.int64),) if classes(model) else ()
+    dtype = next(iter(model.parameters())).dtype
     with no_grad():
-        shape = model.decode(Tensor(np.zeros((1, latent_dim), dtype=np.float32)), *labels).shape[1:]
+        shape = model.decode(Tensor(np.zeros((1, latent_dim), dtype=dtype)), *labels).shape[1:]
     if len(shape) == 3 and shape[0] == 1:
         return shape[1], shape[2]
     side = math.isqrt(shape[0]) if len(shape) == 1 else 0
@@ -123,8 +120,7 @@ def explorer_data(model, codes: np.ndarray, labels: np.ndarray, images: np.ndarr
     height, width = image_shape(model, latent_dim)
     pixels = np.round(np.asarray(images, dtype=np.float64).reshape(len(images), height, width) * 255)
     return {"about": about, "latent_dim": latent_dim, "classes": classes(model), "height": height,
-            "width": width, "scale": SCALE,
-            "range": RANGE, "center": floats(center), "spread": floats(scale),
+            "width": width, "scale": SCALE, "range": RANGE, "center": floats(center), "spread": floats(scale),
             "layers": [layer_spec(module) for module in decoder_modules(model)],
             "codes": floats(codes), "labels": [int(label) for label in labels],
             "images": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode("ascii")}
