@@ -164,8 +164,8 @@ def test_bad_runs_and_file_names_are_one_line_errors(runs, tmp_path, capsys, mon
     monkeypatch.setenv("TINYAE_CHROMIUM", str(broken))
     code, out, err = outcome(["explore", runs["vae"], "--output", page, "--screenshot", shot], capsys)
     assert code == 1 and out.strip() == str(page) and not shot.exists()
-    assert err.strip() == ("tinyae explore: error: the browser quit (exit status 127): error while loading shared "
-                           "libraries: libnss3.so")
+    assert err.strip() == ("tinyae explore: error: the browser quit (exit status 127): error while loading "
+                           "shared libraries: libnss3.so")
 
 
 @ON_NUMPY
@@ -335,3 +335,18 @@ def test_screenshot_writes_the_page_as_chromium_shows_it(runs, chromium, capsys,
     assert out.split() == [str(tmp_path / "page.html"), str(tmp_path / "page.png")]
     pixels = matplotlib.image.imread(tmp_path / "page.png")
     assert pixels.shape[:2] == (800, 1000) and pixels[..., :3].std() > 0.05
+
+
+def test_the_browser_reports_console_errors_exceptions_and_failed_loads(chromium, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><img src="missing.png"><script>console.log("all well"); '
+                    'console.error("bad", 7); window.setTimeout(() => { throw new Error("late") }, 0); '
+                    'undefinedFunction();</script>')
+    chromium.open(page)
+    assert chromium.evaluate("new Promise(done => setTimeout(() => done(1 + 1), 50))") == 2
+    errors = "\n".join(chromium.errors)
+    assert "console: bad 7" in errors and "all well" not in errors
+    assert "exception: ReferenceError: undefinedFunction is not defined" in errors
+    assert "exception: Error: late" in errors and "missing.png" in errors, errors
+    with pytest.raises(browser_module.BrowserError, match="nothing: ReferenceError: nothing is not defined"):
+        chromium.evaluate("nothing")
