@@ -81,8 +81,8 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="tinyae-chromium-")
         flags = ["--headless", "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
                  "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-                 "--disable-background-networking", "--disable-sync", "--disable-dev-shm-usage", "--mute-audio",
-                 "--hide-scrollbars"]
+                 "--disable-background-networking", "--disable-sync", "--disable-dev-shm-usage",
+                 "--mute-audio", "--hide-scrollbars"]
         if os.geteuid() == 0:
             flags.append("--no-sandbox")
         to_browser, self._to_browser = os.pipe()
