@@ -472,10 +472,11 @@ class Run:
 
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
-        (VAEs) and loss.png."""
+        (VAEs; a conditional VAE's is its class grid, ten codes drawn as every digit) and loss.png."""
         paths = [self.reconstructions(path=self.figure_path("reconstructions"))]
         if self.model.is_variational:
-            paths.append(self.samples(path=self.figure_path("samples")))
+            conditional = self.model.is_conditional
+            paths.append(self.samples(10 if conditional else 64, self.figure_path("samples"), grid=conditional))
         return [*paths, self.loss_curves(self.figure_path("loss"))]
 
     def __repr__(self) -> str:
