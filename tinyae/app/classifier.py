@@ -50,7 +50,8 @@ def cross_entropy(logits: Tensor, labels: np.ndarray) -> Tensor:
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int = 0, epochs: int = EPOCHS,
-                     batch_size: int = BATCH_SIZE, lr: float = 1e-3, classes: int = CLASSES) -> DigitClassifier:
+                     batch_size: int = BATCH_SIZE, lr: float = 1e-3, classes: int = CLASSES
+                     ) -> DigitClassifier:
     """A ``DigitClassifier`` trained on host ``images`` (N, 28, 28) uint8 or floats in [0, 1] with
     ``labels`` (N,), by Adam on mini-batches in a fresh random order each epoch; ``seed`` fixes the
     initial weights and the orders. It lives on the active backend and is returned in eval mode."""
@@ -59,8 +60,8 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, seed: int = 0, epoc
                          f"{len(images)} images and {len(labels)} labels")
     labels = np.asarray(labels, dtype=np.int64)
     if labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(f"train_classifier: labels must be classes 0 to {classes - 1}, got {labels.min()} to "
-                         f"{labels.max()}")
+        raise ValueError(f"train_classifier: labels must be classes 0 to {classes - 1}, got "
+                         f"{labels.min()} to {labels.max()}")
     tinyae_random.manual_seed(seed)
     classifier = DigitClassifier(pixels=int(np.prod(images.shape[1:])), classes=classes)
     optimizer = optim.Adam(classifier.parameters(), lr=lr)

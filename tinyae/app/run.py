@@ -436,6 +436,64 @@ class Run:
         what = "posterior means μ(x)" if self.model.is_variational else "codes f(x)"
         return figures.embedding(codes, batches.labels, path or self.figure_path("embed"), f"test-set {what}")
 
+    def test_codes(self, limit: int | None = None):
+        """(codes (N, D), images (N, ...), labels (N,)) of the first ``limit`` test images, on the host:
+        μ(x) for a VAE, f_θ(x) for an AE, μ(x, y) with the image's label for a conditional model."""
+        import numpy as np
+
+        from ..autograd import no_grad
+        from ..tensor import Tensor
+        from .evaluate import latent_means
+
+        model, batches = self.model, self.test_set(limit)
+        codes, images, start = [], [], 0
+        with no_grad():
+            for x in batches:
+                if getattr(model, "is_conditional", False):
+                    labels = Tensor(batches.labels[start:start + len(x)], dtype=np.int64).to(x.backend)
+                    codes.append(model.encode(x, labels)[0].numpy())
+                else:
+                    codes.append(latent_means(model, x).numpy())
+                images.append(x.numpy())
+                start += len(x)
+        return np.concatenate(codes), np.concatenate(images), batches.labels
+
+    def attribute_vector(self, attribute: str = "thickness", limit: int | None = 2000, test_codes=None):
+        """The latent direction of ``attribute`` (a name of ``figures.ATTRIBUTES``: thickness, slant),
+        measured on the first ``limit`` test images (``figures.attribute_vector``): a host array (D,).
+        ``test_codes``: what ``self.test_codes(limit)`` returns, when the caller has it already."""
+        from . import figures
+
+        if attribute not in figures.ATTRIBUTES:
+            raise RunError(f"unknown attribute {attribute!r}; expected one of "
+                           f"{', '.join(figures.ATTRIBUTES)}")
+        codes, images, labels = test_codes or self.test_codes(limit)
+        try:
+            return figures.attribute_vector(codes, figures.ATTRIBUTES[attribute](images), labels)
+        except ValueError as error:
+            raise RunError(f"{error} (in the first {len(labels)} test images; use more)") from None
+
+    def arithmetic(self, attribute: str = "thickness", rows: int = 8, limit: int | None = 2000,
+                   path: Path | str | None = None) -> Path:
+        """Latent arithmetic (arithmetic.png): ``rows`` test digits of different classes (the first of each
+        digit, then the second, ...), their codes plus α·v for α from −2 to 2, v the ``attribute`` vector
+        of the first ``limit`` test images (``attribute_vector``)."""
+        import numpy as np
+
+        from . import figures
+        from ..tensor import Tensor
+
+        test_codes = self.test_codes(limit)
+        vector = self.attribute_vector(attribute, limit, test_codes)
+        _, images, labels = test_codes
+        if rows > len(images):
+            raise RunError(f"--rows {rows} needs {rows} test images; --limit keeps {len(images)}")
+        chosen = figures.one_of_each_class(labels, rows)
+        place = self.config["backend"]
+        return figures.arithmetic(self.model, Tensor(images[chosen]).to(place), vector,
+                                  path or self.figure_path("arithmetic"), attribute,
+                                  labels=Tensor(labels[chosen], dtype=np.int64).to(place))
+
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
         (VAEs) and loss.png."""
