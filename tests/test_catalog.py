@@ -99,7 +99,8 @@ def test_every_tutorial_model_and_every_kernel_has_an_entry():
     assert [name for name, kernel in all_kernels().items() if kernel not in covered] == []
     names = [entry.name for entry in catalog.CATALOGUE]
     for expected in ("model.ae", "model.sparse-ae", "model.denoising-ae", "model.vae", "model.beta-vae",
-                     "model.conv-ae", "model.conv-vae", *(f"kernel.{name}" for name in all_kernels())):
+                     "model.conv-ae", "model.conv-vae", "model.cvae", "model.conv-cvae",
+                     *(f"kernel.{name}" for name in all_kernels())):
         assert expected in names
 
 
@@ -154,7 +155,7 @@ def test_only_selects_by_case_insensitive_substring_and_repeats_the_full_runs_ro
     rows = catalog.run(BACKEND, only="CONV", repeats=2)
     expected = [entry.name for entry in catalog.CATALOGUE if "conv" in entry.name.lower()]
     assert expected == ["conv2d", "conv_transpose2d", "nn.Conv2d", "nn.ConvTranspose2d", "model.conv-ae",
-                        "model.conv-vae"]
+                        "model.conv-vae", "model.conv-cvae"]
     assert sorted({row.name for row in rows}) == sorted(expected)
     first_two = [settings for name in expected
                  for settings in [row.settings for row in full_run if row.name == name][:2]]
@@ -241,7 +242,8 @@ def _halved_logvar_gradient(self, grad_out):
 original_kl_backward = loss.GaussianKL.backward
 
 
-@pytest.mark.parametrize("model", ["model.vae", "model.beta-vae", "model.conv-vae"])
+@pytest.mark.parametrize("model", ["model.vae", "model.beta-vae", "model.conv-vae", "model.cvae",
+                                   "model.conv-cvae"])
 def test_a_wrong_gradient_in_a_models_loss_fails_the_command(model, monkeypatch, capsys):
     monkeypatch.setattr(loss.GaussianKL, "backward", _halved_logvar_gradient)
     assert catalog.main(["--backend", BACKEND, "--only", model, "--repeats", "1"]) == 1

@@ -6,6 +6,7 @@ examples:
     tinyae train --resume runs/vae --epochs 20
     tinyae eval runs/vae -k 1000          # test −ELBO, IWAE log-likelihood, KL per dimension, active units
     tinyae sample runs/vae -n 64          # and reconstruct, interpolate, traverse, manifold, embed, plot
+    tinyae train --model cvae && tinyae sample runs/cvae --grid   # a conditional VAE: digits on demand
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from .train import NonFiniteLossError, Trainer, check_resumable, default_config
 
 # --option → (model_config key, the models it applies to)
 MODEL_OPTIONS = {
-    "hidden": ("hidden", ("ae", "sparse-ae", "denoising-ae", "vae")),
+    "hidden": ("hidden", ("ae", "sparse-ae", "denoising-ae", "vae", "cvae")),
     "latent_dim": ("latent_dim", tuple(MODELS)),
-    "beta": ("beta", ("vae", "conv-vae")),
-    "likelihood": ("likelihood", ("vae", "conv-vae")),
-    "decoder": ("decoder", ("conv-ae", "conv-vae")),
+    "beta": ("beta", ("vae", "conv-vae", "cvae", "conv-cvae")),
+    "likelihood": ("likelihood", ("vae", "conv-vae", "cvae", "conv-cvae")),
+    "decoder": ("decoder", ("conv-ae", "conv-vae", "conv-cvae")),
     "sparsity": ("sparsity", ("sparse-ae",)),
     "penalty": ("penalty", ("sparse-ae",)),
     "noise": ("noise_level", ("denoising-ae",)),
@@ -121,8 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="importance samples per image for log p(x) (default 1000)")
     evaluation.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
-    figure_command("sample", "decode n draws from p(z)").add_argument(
-        "-n", type=FIGURE_COUNT, default=64, help="number of samples (default 64)")
+    sample = figure_command("sample", "decode n draws from p(z); a conditional VAE's of the digits asked for")
+    sample.add_argument("-n", type=FIGURE_COUNT, default=64,
+                        help="number of samples (default 64; with --grid, columns)")
+    sample.add_argument("--digit", type=validate.index(), help="cvae: draw only this digit (default: 0-9 in turn)")
+    sample.add_argument("--grid", action="store_true",
+                        help="cvae: one row per digit, the same n codes z in each row (style held, digit varied)")
     figure_command("reconstruct", "test digits and their reconstructions")
     interpolate = figure_command("interpolate", "decode straight lines in latent space between test digits")
     interpolate.add_argument("--pairs", type=FIGURE_COUNT, default=8, help="pairs of digits, one a row (default 8)")
@@ -135,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep the other dimensions at 0 instead (an AE's: at its mean test code)")
     manifold = figure_command("manifold", "the decoded grid over a 2-D latent space (for --latent-dim 2)")
     manifold.add_argument("--size", type=FIGURE_COUNT, default=20, help="grid points per side (default 20)")
+    manifold.add_argument("--digit", type=validate.index(), help="cvae: the digit drawn (default 0)")
     embed = figure_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     figure_command("plot", "loss curves from metrics.jsonl")
@@ -276,11 +282,11 @@ def command_figure(args: argparse.Namespace) -> None:
     path = args.output  # None: RUN/figures/COMMAND.png
     draw = {
         "plot": lambda: run.loss_curves(path=path),
-        "sample": lambda: run.samples(args.n, path=path),
+        "sample": lambda: run.samples(args.n, path=path, digit=args.digit, grid=args.grid),
         "reconstruct": lambda: run.reconstructions(path=path),
         "interpolate": lambda: run.interpolations(args.pairs, args.steps, path=path),
         "traverse": lambda: run.traversal(args.dims, args.index, args.zero, path=path),
-        "manifold": lambda: run.manifold(args.size, path=path),
+        "manifold": lambda: run.manifold(args.size, path=path, digit=args.digit),
         "embed": lambda: run.embedding(args.limit, path=path),
         "arithmetic": lambda: run.arithmetic(args.attribute, args.rows, args.limit, path=path),
     }

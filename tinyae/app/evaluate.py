@@ -27,11 +27,13 @@ MAX_ROWS = 10_000  # decoder rows (images × samples) at once: ~300 MB for MNIST
 ACTIVE_THRESHOLD = 0.01  # a latent dimension is active when Var_x[μ_d(x)] exceeds it (Burda et al.)
 
 Encoder = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (N, ...) → (μ, log σ²), each (N, D)
-LogLikelihood = Callable[[Tensor, Tensor], Tensor]  # (x rows (R, ...), z rows (R, D)) → log p(x|z), (R,)
+# (x rows (R, ...), z rows (R, D), *condition rows) → log p(x|z), (R,)
+LogLikelihood = Callable[..., Tensor]
 
 
 def importance_weighted_log_likelihood(x: Tensor, encode: Encoder, log_likelihood: LogLikelihood,
-                                       num_samples: int, max_rows: int = MAX_ROWS) -> Tensor:
+                                       num_samples: int, max_rows: int = MAX_ROWS,
+                                       condition: tuple[Tensor, ...] = ()) -> Tensor:
     """L_k(x) for each image: a Tensor (N,) on x's backend (no graph is recorded, nothing read back).
 
     q(z|x) = N(μ, diag σ²) from ``encode``; p(z) = N(0, I); p(x|z) from ``log_likelihood``, which pairs
@@ -39,37 +41,44 @@ def importance_weighted_log_likelihood(x: Tensor, encode: Encoder, log_likelihoo
     The log 2π terms cancel: log p(z) − log q(z|x) = ½ Σ_d (log σ²_d + ε_d² − z_d²).
     At most ``max_rows`` rows reach the decoder at once: ⌊max_rows/k⌋ images with all k samples each, or,
     when k > max_rows, one image at a time in chunks of samples merged by a running logsumexp.
+    ``condition``: a conditional model's extra inputs (its labels, (N,)), given to ``encode`` and, repeated
+    as x is, to ``log_likelihood``: then every p and q above is conditioned on them, and L_k estimates
+    log p(x|y).
     """
     if num_samples < 1 or max_rows < 1:
         raise ValueError(f"need num_samples >= 1 and max_rows >= 1, got {num_samples} and {max_rows}")
     with no_grad():
-        mu, logvar = encode(x)
+        mu, logvar = encode(x, *condition)
         images_per_chunk = max(1, max_rows // num_samples)
-        estimates = [
-            _log_mean_weight(x[start:start + images_per_chunk], mu[start:start + images_per_chunk],
-                             logvar[start:start + images_per_chunk], log_likelihood, num_samples, max_rows)
-            for start in range(0, len(x), images_per_chunk)
-        ]
+        estimates = []
+        for start in range(0, len(x), images_per_chunk):
+            rows = slice(start, start + images_per_chunk)
+            estimates.append(_log_mean_weight(x[rows], mu[rows], logvar[rows], log_likelihood, num_samples,
+                                              max_rows, tuple(inputs[rows] for inputs in condition)))
     return estimates[0] if len(estimates) == 1 else concatenate(estimates)
 
 
+def repeat_rows(x: Tensor, samples: int) -> Tensor:
+    """(images, ...) → (images·samples, ...): each row repeated ``samples`` times in a row."""
+    images, shape = x.shape[0], x.shape[1:]
+    return x.reshape(images, 1, *shape).broadcast_to((images, samples, *shape)).reshape(images * samples, *shape)
+
+
 def _log_mean_weight(x: Tensor, mu: Tensor, logvar: Tensor, log_likelihood: LogLikelihood,
-                     num_samples: int, max_rows: int) -> Tensor:
+                     num_samples: int, max_rows: int, condition: tuple[Tensor, ...]) -> Tensor:
     """log (1/k) Σ_i w_i for a chunk of images, drawing the k samples in chunks of ≤ max_rows rows."""
     images, dims = mu.shape
-    pixel_shape = x.shape[1:]
     mu, logvar = mu.reshape(images, 1, dims), logvar.reshape(images, 1, dims)
     std = (logvar * 0.5).exp()
     samples_per_chunk = min(num_samples, max_rows // images)
     log_sum = None
     for start in range(0, num_samples, samples_per_chunk):
         samples = min(samples_per_chunk, num_samples - start)
-        rows = images * samples
         eps = Tensor(random.standard_normal((images, samples, dims), dtype=mu.dtype, backend_name=mu.backend))
         z = mu + std * eps
         log_prior_over_posterior = ((logvar + eps * eps - z * z) * 0.5).sum(axis=2)
-        x_rows = x.reshape(images, 1, *pixel_shape).broadcast_to((images, samples, *pixel_shape))
-        log_weights = log_likelihood(x_rows.reshape(rows, *pixel_shape), z.reshape(rows, dims))
+        log_weights = log_likelihood(repeat_rows(x, samples), z.reshape(images * samples, dims),
+                                     *(repeat_rows(inputs, samples) for inputs in condition))
         chunk = logsumexp(log_weights.reshape(images, samples) + log_prior_over_posterior, axis=1)
         log_sum = chunk if log_sum is None else logsumexp(stack([log_sum, chunk], axis=1), axis=1)
     return log_sum - math.log(num_samples)
@@ -80,8 +89,8 @@ def decoder_log_likelihood(model: Autoencoder) -> LogLikelihood:
     Bernoulli: −Σ_pixels BCE(g_φ(z), x);  Gaussian with std s: −½ Σ (x − σ(g_φ(z)))²/s² − ½·D·log(2π s²)."""
     likelihood, std = model.config["likelihood"], model.config["likelihood_std"]
 
-    def log_likelihood(x: Tensor, z: Tensor) -> Tensor:
-        logits = model.decode(z)
+    def log_likelihood(x: Tensor, z: Tensor, *condition: Tensor) -> Tensor:
+        logits = model.decode(z, *condition)
         rows, pixels = x.shape[0], math.prod(x.shape[1:])
         if likelihood == "bernoulli":
             cross_entropy = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
@@ -92,9 +101,20 @@ def decoder_log_likelihood(model: Autoencoder) -> LogLikelihood:
     return log_likelihood
 
 
-def latent_means(model: Autoencoder, x: Tensor) -> Tensor:
-    """The code of each image: μ(x) for a VAE, f_θ(x) for the other autoencoders (N, D)."""
-    code = model.encode(x)
+def condition_of(model: Autoencoder, labels) -> tuple:
+    """The extra inputs of ``model``'s encode and decode: (labels,) for a conditional model (int labels
+    (N,) or rows (N, classes), as ``ConditionalMixin.one_hot`` takes them), () for the others."""
+    if not model.is_conditional:
+        return ()
+    if labels is None:
+        raise ValueError(f"a conditional model ({type(model).__name__}) needs the digits' labels")
+    return (labels,)
+
+
+def latent_means(model: Autoencoder, x: Tensor, labels=None) -> Tensor:
+    """The code of each image: μ(x) for a VAE (μ(x, y) for a conditional one, given the ``labels``),
+    f_θ(x) for the other autoencoders (N, D)."""
+    code = model.encode(x, *condition_of(model, labels))
     return code[0] if model.is_variational else code
 
 
@@ -129,12 +149,13 @@ def evaluate_vae(model: Autoencoder, batches: Batches, num_samples: int, max_row
     means, logvars = [], []
     done = 0
     with no_grad():
-        for x in batches:
-            mu, logvar = model.encode(x)
+        for batch in batches:
+            x, *condition = train.model_inputs(batch)
+            mu, logvar = model.encode(x, *condition)
             means.append(mu)
             logvars.append(logvar)
             log_likelihood_sum = log_likelihood_sum + importance_weighted_log_likelihood(
-                x, model.encode, log_likelihood, num_samples, max_rows).sum()
+                x, model.encode, log_likelihood, num_samples, max_rows, tuple(condition)).sum()
             done += len(x)
             if on_batch is not None:
                 if done == len(x):
@@ -169,6 +190,8 @@ def format_report(report: dict) -> str:
             lines += [f"  sparsity penalty       {report['sparsity']:10.3f}",
                       f"  training objective     {report['loss']:10.3f}"]
         return "\n".join(lines)
+    if "conditional" in report:
+        lines.append(f"  conditional VAE: {report['conditional']}")
     if report["data"].startswith("continuous") and report["likelihood"] == "bernoulli":
         lines.append("  (a Bernoulli likelihood of grey levels: not comparable with binarized MNIST's)")
     lines += [

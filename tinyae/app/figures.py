@@ -7,6 +7,8 @@ its own Agg canvas: neither pyplot nor a global backend is used, so importing th
 figure leaves matplotlib's settings as the program chose them. Images are (n, 28, 28) or (n, 784) NumPy
 arrays of intensities in [0, 1]; models are run in eval mode without recording a graph. Latent grids are
 built on the host (a few numbers) and sent to the model's backend once; decoded images come back once.
+A conditional model (a CVAE) is given the digits' ``labels`` (host ints (n,), or rows (n, classes)) with
+its codes; the other models take none.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .. import random as tinyae_random
 from ..autograd import no_grad
-from .evaluate import latent_means
+from .evaluate import condition_of, latent_means
 from ..models import Autoencoder
 from ..tensor import Tensor
 
@@ -142,10 +145,11 @@ def epoch_ticks(first: int, last: int, most: int = 10) -> list[int]:
 
 
 @no_grad()
-def reconstructions(model: Autoencoder, images: Tensor, path: Path, columns: int = 8) -> Path:
+def reconstructions(model: Autoencoder, images: Tensor, path: Path, columns: int = 8, labels=None) -> Path:
     """Pairs of rows: originals, then their reconstructions sigmoid(g_φ(f_θ(x))) (for VAEs, from μ(x))."""
     model.eval()
-    decoded = as_images(model.decode(latent_means(model, images)).sigmoid())  # a VAE's from μ(x)
+    condition = condition_of(model, labels)
+    decoded = as_images(model.decode(latent_means(model, images, labels), *condition).sigmoid())  # from μ(x)
     originals = as_images(images)
     rows = []
     for start in range(0, len(originals), columns):
@@ -154,29 +158,63 @@ def reconstructions(model: Autoencoder, images: Tensor, path: Path, columns: int
 
 
 @no_grad()
-def samples(model: Autoencoder, n: int, path: Path, columns: int = 8) -> Path:
-    """n images decoded from z ~ N(0, I) (VAEs only)."""
+def samples(model: Autoencoder, n: int, path: Path, columns: int = 8, digit: int | None = None) -> Path:
+    """n images decoded from z ~ N(0, I) (VAEs only); a conditional model draws the digit ``digit``, or
+    by default the digits 0, 1, …, 9 in turn."""
     model.eval()
-    return image_grid(model.sample(n), path, columns, f"{n} samples from p(z) = N(0, I)")
-
-
-def decode_grid(model: Autoencoder, codes: np.ndarray) -> np.ndarray:
-    """sigmoid(g_φ(z)) for host codes (n, D): the codes go to the model's backend once, images come back."""
-    parameter = next(iter(model.parameters()))
-    z = Tensor(codes.astype(parameter.dtype)).to(parameter.backend)
-    return as_images(model.decode(z).sigmoid())
+    if not model.is_conditional:
+        return image_grid(model.sample(n), path, columns, f"{n} samples from p(z) = N(0, I)")
+    labels = np.arange(n) % model.config["classes"] if digit is None else np.full(n, digit)
+    what = "of the digits 0, 1, … in turn" if digit is None else f"of the digit {digit}"
+    return image_grid(model.sample(n, labels), path, columns, f"{n} samples {what}, z ~ N(0, I)")
 
 
 @no_grad()
-def interpolations(model: Autoencoder, starts: Tensor, ends: Tensor, path: Path, steps: int = 10) -> Path:
-    """One row per pair of images (a, b): a, then g_φ((1 − t)·z_a + t·z_b) for t = 0, 1/(steps − 1), …, 1,
-    then b, where z is the posterior mean μ(x) (the code f_θ(x) for an AE)."""
+def class_grid(model: Autoencoder, path: Path, columns: int = 8) -> Path:
+    """A conditional model's classic figure: row y decodes g_φ(z_j, y) for the same ``columns`` draws
+    z_j ~ N(0, I) in every row, so a column holds one style (the code) drawn as each digit (the label)."""
     model.eval()
-    z_start, z_end = latent_means(model, starts).numpy(), latent_means(model, ends).numpy()
+    classes, latent_dim = model.config["classes"], model.config["latent_dim"]
+    z = tinyae_random.standard_normal((columns, latent_dim), dtype=np.float64, backend_name="numpy")
+    codes = np.tile(z, (classes, 1))  # row-major (digit, column): the same z in every row
+    labels = np.repeat(np.arange(classes), columns)
+    return image_grid(decode_grid(model, codes, labels), path, columns,
+                      row_labels=[str(digit) for digit in range(classes)],
+                      column_labels=[f"z{j + 1}" for j in range(columns)], ylabel="digit y (the label)",
+                      xlabel="code z ~ N(0, I), the same down each column",
+                      title="one code per column decoded as every digit: the label sets the digit, z the style")
+
+
+def decode_grid(model: Autoencoder, codes: np.ndarray, labels=None) -> np.ndarray:
+    """sigmoid(g_φ(z)) for host codes (n, D) (and, for a conditional model, host labels (n,) or rows
+    (n, classes)): the codes go to the model's backend once, images come back."""
+    parameter = next(iter(model.parameters()))
+    z = Tensor(codes.astype(parameter.dtype)).to(parameter.backend)
+    return as_images(model.decode(z, *condition_of(model, labels)).sigmoid())
+
+
+def one_hot_rows(labels, classes: int) -> np.ndarray:
+    """Host one-hot rows (n, classes) of int labels (n,)."""
+    return np.eye(classes)[np.asarray(labels)]
+
+
+@no_grad()
+def interpolations(model: Autoencoder, starts: Tensor, ends: Tensor, path: Path, steps: int = 10,
+                   start_labels=None, end_labels=None) -> Path:
+    """One row per pair of images (a, b): a, then g_φ((1 − t)·z_a + t·z_b) for t = 0, 1/(steps − 1), …, 1,
+    then b, where z is the posterior mean μ(x) (the code f_θ(x) for an AE). A conditional model walks the
+    label too, from a's one-hot row to b's: y_t = (1 − t)·e_a + t·e_b (a soft label in between)."""
+    model.eval()
+    z_start = latent_means(model, starts, start_labels).numpy()
+    z_end = latent_means(model, ends, end_labels).numpy()
     t = np.linspace(0, 1, steps).reshape(1, steps, 1)
     codes = z_start[:, None] + t * (z_end - z_start)[:, None]  # (pairs, steps, D)
+    labels = None
+    if model.is_conditional:
+        y_start, y_end = (one_hot_rows(y, model.config["classes"]) for y in (start_labels, end_labels))
+        labels = (y_start[:, None] + t * (y_end - y_start)[:, None]).reshape(len(codes) * steps, -1)
     firsts, lasts = as_images(starts), as_images(ends)
-    decoded = decode_grid(model, codes.reshape(len(codes) * steps, -1))
+    decoded = decode_grid(model, codes.reshape(len(codes) * steps, -1), labels)
     rows = np.concatenate([firsts[:, None], decoded.reshape(len(codes), steps, *firsts.shape[1:]), lasts[:, None]],
                           axis=1)
     labels = ["image a", *[f"t={value:.2g}" for value in t.ravel()], "image b"]
@@ -196,19 +234,22 @@ def traversal_codes(center: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 @no_grad()
 def traversal(model: Autoencoder, center: np.ndarray, dims: int, path: Path, center_name: str,
-              spread: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 11) -> Path:
+              spread: tuple[np.ndarray, np.ndarray] | None = None, steps: int = 11, digit: int | None = None) -> Path:
     """Rows: latent dimensions d < ``dims``; columns: g_φ(z) with z = ``center`` except z_d = m_d + v·s_d
     for ``steps`` values v evenly spaced in [−3, 3]. (m, s) = ``spread``, the mean and standard deviation
-    of each dimension over test codes (an AE's codes have no prior scale), or (0, 1), the prior's."""
+    of each dimension over test codes (an AE's codes have no prior scale), or (0, 1), the prior's. A
+    conditional model draws every image as the digit ``digit``."""
     model.eval()
+    labels = None if digit is None else np.full(dims * steps, digit)
     grid = np.linspace(-3, 3, steps)
     mean, std = spread if spread is not None else (np.zeros(dims), np.ones(dims))
     values = mean[:dims, None] + std[:dims, None] * grid
     scale = "the prior's σ" if spread is None else "σ of the test codes, around their mean"
-    return image_grid(decode_grid(model, traversal_codes(center, values)), path, steps,
+    return image_grid(decode_grid(model, traversal_codes(center, values), labels), path, steps,
                       row_labels=[f"z{d}" for d in range(dims)], column_labels=[f"{v:+.1f}" for v in grid],
                       xlabel=f"z_d in units of {scale}",
-                      title=f"one latent dimension at a time from −3σ to 3σ, the others at {center_name}")
+                      title=f"one latent dimension at a time from −3σ to 3σ, the others at {center_name}"
+                            + ("" if digit is None else f", as the digit {digit}"))
 
 
 def manifold_codes(size: int) -> np.ndarray:
@@ -220,15 +261,18 @@ def manifold_codes(size: int) -> np.ndarray:
 
 
 @no_grad()
-def manifold(model: Autoencoder, path: Path, size: int = 20) -> Path:
-    """The decoded grid g_φ(z) over a 2-D latent space at the codes of ``manifold_codes``."""
+def manifold(model: Autoencoder, path: Path, size: int = 20, digit: int | None = None) -> Path:
+    """The decoded grid g_φ(z) over a 2-D latent space at the codes of ``manifold_codes`` (for a
+    conditional model, g_φ(z, ``digit``): the space of one digit's styles)."""
     model.eval()
     codes = manifold_codes(size)
+    digits = None if digit is None else np.full(len(codes), digit)
     every = math.ceil(size / 20)  # at most about 20 labels, placed symmetrically about the middle
     labels = [f"{z:+.1f}" if min(i, size - 1 - i) % every == 0 else "" for i, z in enumerate(codes[:size, 0])]
-    return image_grid(decode_grid(model, codes), path, size, row_labels=labels[::-1], column_labels=labels,
-                      xlabel="z1", ylabel="z2",
-                      title="decoded z = Φ⁻¹(u) over a uniform grid of u in (0, 1)²")
+    return image_grid(decode_grid(model, codes, digits), path, size, row_labels=labels[::-1],
+                      column_labels=labels, xlabel="z1", ylabel="z2",
+                      title="decoded z = Φ⁻¹(u) over a uniform grid of u in (0, 1)²"
+                            + ("" if digit is None else f", as the digit {digit}"))
 
 
 def principal_components(codes: np.ndarray, count: int = 2) -> tuple[np.ndarray, float]:

@@ -293,19 +293,26 @@ class Run:
 
     def test_set(self, limit: int | None = None, batch_size: int = 500):
         """The first ``limit`` test images (all by default) in the run's layout, binarized as in training
-        (the same draw): a ``tinyae.data.Batches`` on the run's backend."""
+        (the same draw): a ``tinyae.data.Batches`` on the run's backend, whose batches carry the labels
+        for a conditional model."""
         from ..data import Batches
-        from ..models import image_layout
+        from ..models import MODELS, image_layout
         from .train import load_split  # train imports this module
 
         images, labels = load_split("test", self.config)
         return Batches(images, labels, batch_size=batch_size, layout=image_layout(self.config["model"]),
                        limit=limit, binarize=self.config["binarize"], seed=self.config["seed"] + 1,
-                       backend_name=self.config["backend"])
+                       backend_name=self.config["backend"], with_labels=MODELS[self.config["model"]].is_conditional)
 
     def test_images(self, count: int):
         """The first ``count`` test images as one Tensor (fewer if the test set is smaller)."""
-        return next(iter(self.test_set(count, batch_size=count)))
+        from .train import model_inputs
+
+        return model_inputs(next(iter(self.test_set(count, batch_size=count))))[0]
+
+    def test_labels(self, count: int):
+        """The digits of the first ``count`` test images, a host array (N,)."""
+        return self.test_set(count).labels
 
     def evaluate(self, k: int = 1000, limit: int | None = None,
                  on_batch: Callable[[int, int], None] | None = None) -> dict:
@@ -322,6 +329,9 @@ class Run:
                   "data": "binarized (dynamic binarization, the test set drawn once)"
                   if self.config["binarize"] else "continuous (grey levels in [0, 1])"}
         started = time.perf_counter()
+        if model.is_conditional:
+            report["conditional"] = ("the label y given: the ELBO and the IWAE estimate are those of "
+                                     "log p(x|y)")
         if model.is_variational:
             report["likelihood"] = model.config["likelihood"]
             progress = None if on_batch is None else (lambda done: on_batch(done, batches.num_images))
@@ -357,36 +367,49 @@ class Run:
             raise RunError(f"{self.path} has no metrics yet (no epoch has finished)")
         return figures.loss_curves(self.metrics, path or self.figure_path("plot"))
 
-    def samples(self, n: int = 64, path: Path | str | None = None) -> Path:
-        """n images decoded from z ~ N(0, I), VAEs only (sample.png)."""
+    def samples(self, n: int = 64, path: Path | str | None = None, digit: int | None = None,
+                grid: bool = False) -> Path:
+        """n images decoded from z ~ N(0, I), VAEs only (sample.png). A conditional VAE draws the digit
+        ``digit`` (default: 0, 1, …, 9 in turn), or with ``grid`` one row per digit, the same n codes in
+        each (n columns)."""
         from . import figures
 
-        if not self.model.is_variational:
+        model = self.model
+        if not model.is_variational:
             raise RunError(f"{self.path} holds a {self.config['model']}, which has no prior to sample from; "
                            "sampling needs a VAE")
-        return figures.samples(self.model, n, path or self.figure_path("sample"))
+        if (digit is not None or grid) and not model.is_conditional:
+            option = "--grid" if grid else "--digit"
+            raise RunError(f"{option} needs a conditional VAE (train with --model cvae or conv-cvae); "
+                           f"{self.path} holds a {self.config['model']}, which draws no digit on demand")
+        if digit is not None and not 0 <= digit < model.config["classes"]:
+            raise RunError(f"--digit {digit} is not a class of {self.path} (0 to {model.config['classes'] - 1})")
+        path = path or self.figure_path("sample")
+        return figures.class_grid(model, path, n) if grid else figures.samples(model, n, path, digit=digit)
 
     def reconstructions(self, count: int = 32, path: Path | str | None = None) -> Path:
         """The first ``count`` test images and their reconstructions (reconstruct.png)."""
         from . import figures
 
-        return figures.reconstructions(self.model, self.test_images(count), path or self.figure_path("reconstruct"))
+        images, labels = self.test_images(count), self.test_labels(count)
+        return figures.reconstructions(self.model, images, path or self.figure_path("reconstruct"), labels=labels)
 
     def interpolations(self, pairs: int = 8, steps: int = 10, path: Path | str | None = None) -> Path:
         """Straight lines in latent space between pairs of test images, one pair a row (interpolate.png)."""
         from . import figures
 
-        images = self.test_images(2 * pairs)
+        images, labels = self.test_images(2 * pairs), self.test_labels(2 * pairs)
         if len(images) < 2 * pairs:
             raise RunError(f"--pairs {pairs} needs {2 * pairs} test images; the test set has {len(images)}")
         path = path or self.figure_path("interpolate")
-        return figures.interpolations(self.model, images[0::2], images[1::2], path, steps)
+        return figures.interpolations(self.model, images[0::2], images[1::2], path, steps, labels[0::2],
+                                      labels[1::2])
 
     def traversal(self, dims: int | None = None, index: int = 0, zero: bool = False,
                   path: Path | str | None = None) -> Path:
         """One latent dimension at a time from −3σ to 3σ, around test image ``index``'s code or (``zero``)
         0; an AE's steps are scaled by the spread of its codes over the first 1000 test images, and its
-        ``zero`` center is their mean (traverse.png)."""
+        ``zero`` center is their mean (traverse.png). A conditional VAE draws test image ``index``'s digit."""
         import numpy as np
 
         from . import figures
@@ -398,30 +421,39 @@ class Run:
         spread = None
         if not model.is_variational:
             with no_grad():
-                codes = latent_means(model, self.test_images(1000)).numpy()
+                codes = latent_means(model, self.test_images(1000), self.test_labels(1000)).numpy()
             spread = codes.mean(axis=0), codes.std(axis=0)
+        images, labels = self.test_images(max(index, 0) + 1), self.test_labels(max(index, 0) + 1)
+        if not 0 <= index < len(images):
+            raise RunError(f"--index {index} is not a test image (0 to {len(images) - 1})")
         if zero:
             center, center_name = ((np.zeros(latent_dim), "0") if spread is None
                                    else (spread[0], "the mean code"))
         else:
-            images = self.test_images(max(index, 0) + 1)
-            if not 0 <= index < len(images):
-                raise RunError(f"--index {index} is not a test image (0 to {len(images) - 1})")
             with no_grad():
-                center = latent_means(model, images[index:index + 1]).numpy()[0]
+                center = latent_means(model, images[index:index + 1], labels[index:index + 1]).numpy()[0]
             center_name = f"test digit {index}'s code"
+        digit = int(labels[index]) if model.is_conditional else None
         return figures.traversal(model, center, min(dims or 10, latent_dim), path or self.figure_path("traverse"),
-                                 center_name, spread)
+                                 center_name, spread, digit=digit)
 
-    def manifold(self, size: int = 20, path: Path | str | None = None) -> Path:
-        """The decoded grid over a 2-D latent space, for a run trained with --latent-dim 2 (manifold.png)."""
+    def manifold(self, size: int = 20, path: Path | str | None = None, digit: int | None = None) -> Path:
+        """The decoded grid over a 2-D latent space, for a run trained with --latent-dim 2 (manifold.png);
+        a conditional VAE's as the digit ``digit`` (default 0)."""
         from . import figures
 
-        latent_dim = self.model.config["latent_dim"]
+        model = self.model
+        latent_dim = model.config["latent_dim"]
         if latent_dim != 2:
             raise RunError(f"the manifold needs a 2-D latent space; {self.path} has latent_dim {latent_dim} "
                            "(train with --latent-dim 2, or see tinyae embed)")
-        return figures.manifold(self.model, path or self.figure_path("manifold"), size)
+        if digit is not None and not model.is_conditional:
+            raise RunError(f"--digit needs a conditional VAE; {self.path} holds a {self.config['model']}")
+        if model.is_conditional:
+            digit = 0 if digit is None else digit
+            if not 0 <= digit < model.config["classes"]:
+                raise RunError(f"--digit {digit} is not a class of {self.path} (0 to {model.config['classes'] - 1})")
+        return figures.manifold(model, path or self.figure_path("manifold"), size, digit)
 
     def embedding(self, limit: int | None = None, path: Path | str | None = None) -> Path:
         """The test set's latent means colored by digit, PCA above 2-D (embed.png)."""
@@ -430,9 +462,11 @@ class Run:
         from ..functions import concatenate
         from .evaluate import latent_means
 
+        from .train import model_inputs
+
         batches = self.test_set(limit)
         with no_grad():
-            codes = concatenate([latent_means(self.model, x) for x in batches]).numpy()
+            codes = concatenate([latent_means(self.model, *model_inputs(batch)) for batch in batches]).numpy()
         what = "posterior means μ(x)" if self.model.is_variational else "codes f(x)"
         return figures.embedding(codes, batches.labels, path or self.figure_path("embed"), f"test-set {what}")
 

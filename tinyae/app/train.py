@@ -86,13 +86,14 @@ def evaluation_seed(seed: int) -> int:
 
 def load_data(config: dict) -> tuple[Batches, Batches]:
     """(train batches, shuffled and optionally binarized; test batches, in order) on the run's backend."""
-    layout = image_layout(config["model"])
+    layout, conditional = image_layout(config["model"]), MODELS[config["model"]].is_conditional
     train_images, train_labels = load_split("train", config)
     test_images, test_labels = load_split("test", config)
     train = Batches(train_images, train_labels, batch_size=config["batch_size"], shuffle=True,
-                    binarize=config["binarize"], layout=layout, limit=config["limit"], seed=config["seed"])
+                    binarize=config["binarize"], layout=layout, limit=config["limit"], seed=config["seed"],
+                    with_labels=conditional)
     test = Batches(test_images, test_labels, batch_size=500, layout=layout, limit=config["test_limit"],
-                   binarize=config["binarize"], seed=config["seed"] + 1)
+                   binarize=config["binarize"], seed=config["seed"] + 1, with_labels=conditional)
     return train, test
 
 
@@ -132,6 +133,12 @@ def layer_gradient_norms(layers: dict[str, list]) -> dict:
     return norms
 
 
+def model_inputs(batch) -> tuple:
+    """The arguments of ``model.loss`` for one batch: (images,), or (images, labels) for a conditional
+    model's batches (``Batches(with_labels=True)``)."""
+    return batch if isinstance(batch, tuple) else (batch,)
+
+
 def loss_values(model, total, parts) -> dict:
     """The backend arrays written to the metrics: "loss" and each part. "loss" is the negative ELBO
     (recon + KL, whatever β and the KL warm-up weight) for VAEs, the training objective for the others."""
@@ -150,8 +157,9 @@ def evaluate(model, batches: Batches, seed: int | None = None) -> dict[str, floa
     model.eval()
     totals: dict[str, object] = {}
     with no_grad():
-        for x in batches:
-            total, parts = model.loss(x)
+        for batch in batches:
+            x, *condition = model_inputs(batch)
+            total, parts = model.loss(x, *condition)
             for name, value in loss_values(model, total, parts).items():
                 totals[name] = totals.get(name, 0) + value * x.shape[0]
     model.train()
@@ -215,10 +223,11 @@ class Trainer:
         unread: list = []  # the losses of the steps since the last host read (device arrays on the GPU)
         layers = layers_of(model) if self.config["log_grad_norms"] else None
         norm_sums: dict[str, object] = {}
-        for step, x in enumerate(self.train_batches):
+        for step, batch in enumerate(self.train_batches):
+            x, *condition = model_inputs(batch)
             if model.is_variational:
                 model.kl_weight = self.kl_weight(epoch, step)
-            total, parts = model.loss(x)
+            total, parts = model.loss(x, *condition)
             optimizer.zero_grad()
             total.backward()
             if layers is not None:

@@ -87,11 +87,11 @@ POSITIVE = number(0, above=True)
 
 # model_config key -> (check, the models that have it)
 MODEL_KEYS: dict[str, tuple[Callable, tuple[str, ...]]] = {
-    "hidden": (WIDTH, ("ae", "sparse-ae", "denoising-ae", "vae")),
-    "latent_dim": (WIDTH, ("ae", "sparse-ae", "denoising-ae", "vae", "conv-ae", "conv-vae")),
-    "beta": (NON_NEGATIVE, ("vae", "conv-vae")),
-    "likelihood": (choice("bernoulli", "gaussian"), ("vae", "conv-vae")),
-    "decoder": (choice("transpose", "upsample"), ("conv-ae", "conv-vae")),
+    "hidden": (WIDTH, ("ae", "sparse-ae", "denoising-ae", "vae", "cvae")),
+    "latent_dim": (WIDTH, ("ae", "sparse-ae", "denoising-ae", "vae", "conv-ae", "conv-vae", "cvae", "conv-cvae")),
+    "beta": (NON_NEGATIVE, ("vae", "conv-vae", "cvae", "conv-cvae")),
+    "likelihood": (choice("bernoulli", "gaussian"), ("vae", "conv-vae", "cvae", "conv-cvae")),
+    "decoder": (choice("transpose", "upsample"), ("conv-ae", "conv-vae", "conv-cvae")),
     "sparsity": (NON_NEGATIVE, ("sparse-ae",)),
     "penalty": (choice("l1", "kl"), ("sparse-ae",)),
     "noise_level": (NON_NEGATIVE, ("denoising-ae",)),
@@ -100,7 +100,7 @@ MODEL_KEYS: dict[str, tuple[Callable, tuple[str, ...]]] = {
 
 # run config key -> check
 RUN_KEYS: dict[str, Callable[[str, object], object]] = {
-    "model": choice("ae", "sparse-ae", "denoising-ae", "vae", "conv-ae", "conv-vae"),
+    "model": choice("ae", "sparse-ae", "denoising-ae", "vae", "conv-ae", "conv-vae", "cvae", "conv-cvae"),
     "dataset": choice("mnist", "fashion-mnist"),
     "data_dir": optional(text),
     "binarize": boolean,

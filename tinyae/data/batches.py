@@ -32,7 +32,9 @@ class Batches:
     probability, fresh each epoch (dynamic binarization); ``layout``: ``"flat"`` (B, H*W) or ``"image"``
     (B, 1, H, W); ``limit``: keep only the first ``limit`` images; ``drop_last``: skip a final short batch;
     ``seed``: an int, or a ``numpy.random.Generator`` used (and advanced) as is; ``dtype``: default
-    ``tinyae.get_default_dtype()``; ``backend_name``: default the active backend.
+    ``tinyae.get_default_dtype()``; ``backend_name``: default the active backend; ``with_labels``: yield
+    (images, labels) pairs, the labels an int64 Tensor (B,) on the backend, in the images' order (what a
+    conditional model trains on).
 
     ``len()`` is the number of batches per epoch. A write into a batch never reaches the dataset: shuffled
     and binarized batches are new arrays; in order, a batch is a read-only view on NumPy (the dataset is
@@ -54,6 +56,7 @@ class Batches:
         seed: int | np.random.Generator | None = 0,
         dtype=None,
         backend_name: str | None = None,
+        with_labels: bool = False,
     ):
         if not isinstance(images, np.ndarray) or images.ndim < 2:
             raise TypeError(f"Batches: expected NumPy images (N, H, W), got {type(images).__name__}")
@@ -63,6 +66,8 @@ class Batches:
             raise ValueError(f"Batches: batch_size must be a positive integer, got {batch_size!r}")
         if limit is not None and limit < 1:
             raise ValueError(f"Batches: limit must be a positive number of images, got {limit!r}")
+        if with_labels and labels is None:
+            raise ValueError("Batches: with_labels=True needs the labels")
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"Batches: {len(images)} images but {len(labels)} labels")
         if images.dtype != np.uint8 and images.dtype.kind != "f":
@@ -87,6 +92,9 @@ class Batches:
         self.data = scaled / 255.0 if images.dtype == np.uint8 else scaled  # the dataset, on the backend
         if isinstance(self.data, np.ndarray):
             self.data.flags.writeable = False
+        self.device_labels = None  # the labels on the backend, when batches carry them
+        if with_labels:
+            self.device_labels = backend.module(self.backend).asarray(self.labels.astype(np.int64))
 
     @property
     def num_images(self) -> int:
@@ -98,7 +106,7 @@ class Batches:
             return self.num_images // self.batch_size
         return math.ceil(self.num_images / self.batch_size)
 
-    def __iter__(self) -> Iterator[Tensor]:
+    def __iter__(self) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
         """Start an epoch: draw its permutation and binarization seed now, then yield its batches."""
         order = None
         if self.shuffle:
@@ -106,7 +114,7 @@ class Batches:
         uniform = self._uniform_source(int(self._rng.integers(2**63))) if self.binarize else None
         return self._epoch(order, uniform)
 
-    def _epoch(self, order, uniform) -> Iterator[Tensor]:
+    def _epoch(self, order, uniform) -> Iterator[Tensor] | Iterator[tuple[Tensor, Tensor]]:
         for number in range(len(self)):
             rows = slice(number * self.batch_size, (number + 1) * self.batch_size)
             batch = self.data[rows] if order is None else self.data[order[rows]]
@@ -114,7 +122,12 @@ class Batches:
                 batch = (uniform(batch.shape) < batch).astype(self.dtype)
             elif order is None and type(batch) is not np.ndarray:
                 batch = batch.copy()  # a view of the dataset, which a device cannot mark read-only
-            yield Tensor._make(batch, False, None)  # no copy: the batch is already on the backend
+            images = Tensor._make(batch, False, None)  # no copy: the batch is already on the backend
+            if self.device_labels is None:
+                yield images
+            else:
+                labels = self.device_labels[rows] if order is None else self.device_labels[order[rows]]
+                yield images, Tensor._make(labels, False, None)
 
     def _uniform_source(self, epoch_seed: int):
         """A function shape -> U[0, 1) draws on the backend, from a generator seeded for this epoch."""

@@ -23,6 +23,7 @@ class Autoencoder(nn.Module):
     """
 
     is_variational = False
+    is_conditional = False  # a conditional model takes the labels too: loss(x, labels), decode(z, labels)
 
     def __init__(self, **config):
         super().__init__()

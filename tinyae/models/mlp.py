@@ -104,22 +104,23 @@ class VariationalMixin:
     q_θ(z|x) = N(μ(x), diag σ²(x)) with (μ, log σ²) = f_θ(x);  z = μ + σ ⊙ ε, ε ~ N(0, I);
     loss = E_q[−log p_φ(x|z)] + β·KL(q_θ(z|x) ‖ N(0, I)), one sample of z, per image: the negative ELBO
     when β = 1 (and the warm-up weight is 1); the metrics always report recon + KL, the −ELBO itself.
-    ``kl_weight`` (set by the trainer during KL warm-up) multiplies β; it is 1 otherwise.
+    ``kl_weight`` (set by the trainer during KL warm-up) multiplies β; it is 1 otherwise. ``condition``:
+    the extra inputs of a conditional model (its labels), passed on to ``encode`` and ``decode``.
     """
 
     is_variational = True
     kl_weight = 1.0
 
-    def forward(self, x: Tensor):
+    def forward(self, x: Tensor, *condition):
         """(reconstruction logits, μ, log σ²), as in PyTorch's VAE example."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, *condition)
         z = F.reparameterize(mu, logvar)
-        logits = self.decode(z)
+        logits = self.decode(z, *condition)
         self.name_tensors(mu=mu, logvar=logvar, z=z, logits=logits)
         return logits, mu, logvar
 
-    def loss(self, x: Tensor):
-        logits, mu, logvar = self.forward(x)
+    def loss(self, x: Tensor, *condition):
+        logits, mu, logvar = self.forward(x, *condition)
         recon = self.reconstruction_loss(logits, x)
         kl = F.gaussian_kl(mu, logvar, reduction="sum") / x.shape[0]
         weight = self.config["beta"] * self.kl_weight

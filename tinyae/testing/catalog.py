@@ -7,7 +7,7 @@ tinyae.functional functions; tests/test_catalog.py fails when one of those has n
 for ``tinyae.gradcheck``. Values keep a distance ``MARGIN`` (far more than the step ``EPS``) from kinks
 (relu, abs, clip, ties of max) and poles (log, division), so the differences measure a derivative.
 
-The entries of the six tutorial models (``catalog_models``) and of the fused kernels' compiled bodies
+The entries of the tutorial's models (``catalog_models``) and of the fused kernels' compiled bodies
 (``catalog_kernels``) register themselves from their own modules, imported at the end of this one.
 
 ``run`` checks the entries in float64 on one backend and records the largest errors, ``format_table``
@@ -880,7 +880,7 @@ def _positive_int(text: str) -> int:
 
 
 DESCRIPTION = ("finite-difference gradient checks (float64) of every op, layer and loss on random shapes, "
-               "of the six tutorial models' losses, and of the fused kernels' compiled bodies")
+               "of the tutorial models' losses, and of the fused kernels' compiled bodies")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,10 +1,11 @@
-"""The catalogue's entries for the six tutorial models (``tinyae.models.MODELS``): each model's loss, in
+"""The catalogue's entries for the tutorial's models (``tinyae.models.MODELS``, and the β-VAE): each model's loss, in
 float64, differentiated in every parameter and in the batch x (the loss's target too).
 
 Each draw builds the model with random settings: the reconstruction ("bce" or "mse"), the sparse AE's penalty
 ("l1" or "kl"), its weight and ρ, the denoising AE's noise and level (in training mode, so the corruption
 runs), and the VAEs' β, KL warm-up weight ``kl_weight`` and likelihood ("bernoulli", or "gaussian" with its
-standard deviation). The plain VAE keeps β = 1 and w = 1 (the −ELBO); "beta-vae" draws both.
+standard deviation). The plain VAE keeps β = 1 and w = 1 (the −ELBO); "beta-vae" draws both. The
+conditional VAEs draw the number of classes and the batch's labels.
 
 The MLPs are built tiny (a few pixels, hidden units and latent dimensions), so every parameter element is
 checked. The conv models are fixed at 1×28×28 images and 32 and 64 channels, far too many weights for that:
@@ -31,17 +32,21 @@ def _model_case(rng: np.random.Generator, model: models.Autoencoder, x_shape: tu
                 directional: bool = False, x_differentiated: bool = True) -> Case:
     """``model.loss(x)``'s total checked in every parameter (the model's own initialization, as float64
     leaves) and in the batch x (pixels in [0.05, 0.95]) unless ``x_differentiated`` is False, with the noise
-    fixed by a drawn seed."""
+    fixed by a drawn seed. A conditional model gets drawn labels too, ``model.loss(x, labels)`` (constants:
+    no gradient flows into a label)."""
     names = [name for name, _ in model.named_parameters()]
     parameters = [_leaf(parameter.numpy()) for parameter in model.parameters()]
     noise_seed = int(rng.integers(1000))
+    condition = (rng.integers(model.config["classes"], size=x_shape[0]),) if model.is_conditional else ()
 
     def loss(x: Tensor, *values: Tensor) -> Tensor:
-        total, _ = _call_with_parameters(model, dict(zip(names, values)), x, method="loss")
+        total, _ = _call_with_parameters(model, dict(zip(names, values)), x, *condition, method="loss")
         return total
 
     x = _values(rng, x_shape, 0.05, 0.95)
-    described = f"x {x_shape}{'' if x_differentiated else ' (constant)'}, {settings}, noise seed {noise_seed}"
+    labels = f", labels {condition[0].tolist()}" if condition else ""
+    described = (f"x {x_shape}{'' if x_differentiated else ' (constant)'}{labels}, {settings}, "
+                 f"noise seed {noise_seed}")
     return Case(described, _with_fixed_mask(loss, noise_seed),
                 [_leaf(x) if x_differentiated else _constant(x), *parameters], directional)
 
@@ -131,4 +136,18 @@ def _draw_conv_ae(rng: np.random.Generator) -> Case:
 def _draw_conv_vae(rng: np.random.Generator) -> Case:
     case = _vae_case(rng, models.ConvVAE, _conv_shape(rng), (_side(rng, 1, 2), 1, 28, 28),
                      beta_and_warmup=bool(rng.random() < 0.5), directional=True)
+    return case._replace(settings=f"{case.settings}, directional")
+
+
+@_entry("model.cvae", models.CVAE, max_draws=MODEL_DRAWS)
+def _draw_cvae(rng: np.random.Generator) -> Case:
+    shape = {**_tiny_mlp(rng), "classes": _side(rng, 2, 4)}
+    return _vae_case(rng, models.CVAE, shape, (_side(rng, 1, 3), shape["input_dim"]),
+                     beta_and_warmup=bool(rng.random() < 0.5))
+
+
+@_entry("model.conv-cvae", models.ConvCVAE, max_draws=CONV_DRAWS)
+def _draw_conv_cvae(rng: np.random.Generator) -> Case:
+    case = _vae_case(rng, models.ConvCVAE, {**_conv_shape(rng), "classes": _side(rng, 2, 4)},
+                     (_side(rng, 1, 2), 1, 28, 28), beta_and_warmup=bool(rng.random() < 0.5), directional=True)
     return case._replace(settings=f"{case.settings}, directional")
