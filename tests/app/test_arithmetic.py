@@ -8,7 +8,7 @@ import tinyae
 from tinyae.app import figures
 from tinyae.app.cli import build_parser, main
 from tinyae.app.run import Run
-from tinyae.models import VAE
+from tinyae.models import CVAE
 from tests.conftest import BACKEND
 from tests.test_figures import assert_png_shows_something
 
@@ -66,44 +66,20 @@ def test_one_of_each_class_takes_the_classes_in_turn():
     np.testing.assert_array_equal(figures.one_of_each_class(labels, 2), [3, 1])
 
 
-class ConditionalStandIn:
-    """A conditional model made of a VAE whose decoder shifts its logits by the label: it records the
-    labels it is given, so that the test can check each row keeps its own."""
-
-    is_conditional = True
-
-    def __init__(self, vae):
-        self.vae, self.encoded, self.decoded = vae, None, None
-
-    def eval(self):
-        return self
-
-    def parameters(self):
-        return self.vae.parameters()
-
-    def encode(self, x, labels):
-        self.encoded = labels.numpy()
-        return self.vae.encode(x)
-
-    def decode(self, z, labels):
-        self.decoded = labels.numpy()
-        return self.vae.decode(z) + tinyae.tensor(self.decoded[:, None].astype(np.float32)).to(z.backend)
-
-
 def test_arithmetic_images_keep_each_rows_label_in_a_conditional_model(tmp_path):
     tinyae.manual_seed(0)
-    vae = VAE(hidden=16, latent_dim=3)
+    model = CVAE(hidden=16, latent_dim=3)
     images = tinyae.tensor(np.random.default_rng(0).uniform(size=(3, 784)))
-    model = ConditionalStandIn(vae)
-    labels = tinyae.tensor(np.array([4, 0, 7]), dtype=np.int64)
-    vector = np.array([1.0, -1.0, 0.5])
+    labels, vector = np.array([4, 0, 7]), np.array([1.0, -1.0, 0.5])
     decoded = figures.arithmetic_images(model, images, vector, ALPHAS, labels)
-    np.testing.assert_array_equal(model.encoded, [4, 0, 7])
-    np.testing.assert_array_equal(model.decoded, np.repeat([4, 0, 7], 9))
-    unconditional = figures.arithmetic_images(vae, images, vector, ALPHAS)
-    assert decoded.shape == unconditional.shape == (3, 9, 28, 28)
-    assert (decoded[1] == unconditional[1]).all()  # label 0: no shift
-    assert (decoded[0] > unconditional[0]).all()
+    with tinyae.no_grad():
+        codes = model.encode(images, labels)[0]
+        for row, digit in enumerate(labels):
+            shifted = codes[row:row + 1] + tinyae.tensor(ALPHAS[:, None] * vector)
+            expected = model.decode(shifted, np.full(len(ALPHAS), digit)).sigmoid().numpy()
+            np.testing.assert_allclose(decoded[row].reshape(len(ALPHAS), -1), expected, rtol=1e-6)
+    other = figures.arithmetic_images(model, images, vector, ALPHAS, np.array([4, 0, 8]))
+    assert (other[:2] == decoded[:2]).all() and not np.allclose(other[2], decoded[2])
     path = figures.arithmetic(model, images, vector, tmp_path / "a.png", "slant", labels=labels)
     assert_png_shows_something(path)
 
@@ -139,6 +115,16 @@ def test_the_command_writes_the_figure(brief_run, tmp_path, capsys):
     arguments = ["--attribute", "slant", "--limit", "300", "--output", str(output)]
     assert main(["arithmetic", str(brief_run), *arguments]) == 0
     assert output.stat().st_size > 1000
+
+
+def test_the_command_on_a_conditional_run(tmp_path):
+    if BACKEND == "strict":
+        pytest.skip("the command offers the numpy and cupy backends")
+    folder = tmp_path / "cvae"
+    quick = ["--limit", "256", "--test-limit", "100", "--hidden", "32", "--latent-dim", "4", "--quiet"]
+    assert main(["train", "--model", "cvae", "--epochs", "1", "--out", str(folder), *quick]) == 0
+    assert main(["arithmetic", str(folder), "--rows", "4", "--attribute", "slant"]) == 0
+    assert_png_shows_something(folder / "figures" / "arithmetic.png")
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -1,14 +1,19 @@
 """tinyae.app.classifier: the judge of generated digits, its cross-entropy against PyTorch's, its accuracy,
-and the generated-digit accuracy of stand-in conditional models whose answer is known."""
+the generated-digit accuracy of stand-in conditional models whose answer is known, and ``tinyae eval`` of a
+conditional run reporting it."""
+
+import json
 
 import numpy as np
 import pytest
 
 import tinyae
 from tinyae.app import classifier
+from tinyae.app.cli import main
+from tinyae.app.run import Run, RunError
 from tinyae.data import load_mnist
 from tinyae.models import VAE
-from tests.conftest import to_numpy
+from tests.conftest import BACKEND, to_numpy
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +123,39 @@ def test_bad_input_is_one_line(judge, mnist):
         classifier.train_classifier(mnist[0][:3], np.array([0, 10, 2]))
     with pytest.raises(ValueError, match="3 images and 2 labels"):
         classifier.train_classifier(mnist[0][:3], mnist[1][:2])
+
+
+QUICK = ["--limit", "256", "--test-limit", "100", "--batch-size", "64", "--hidden", "32", "--latent-dim", "4",
+         "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def cvae_run(tmp_path_factory):
+    if BACKEND == "strict":
+        pytest.skip("the command offers the numpy and cupy backends")
+    folder = tmp_path_factory.mktemp("cvae") / "run"
+    assert main(["train", "--model", "cvae", "--epochs", "1", "--out", str(folder), *QUICK]) == 0
+    return folder
+
+
+def test_eval_of_a_conditional_run_judges_its_generated_digits(cvae_run, monkeypatch, capsys):
+    monkeypatch.setattr(classifier, "EPOCHS", 1)  # a judge of 94% in a second
+    assert main(["eval", str(cvae_run), "-k", "2", "--limit", "50", "--quiet", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((cvae_run / "eval.json").read_text())
+    assert report["generated_digits"] == 1000 and len(report["generated_digit_accuracy_per_digit"]) == 10
+    assert report["generated_digit_accuracy"] == pytest.approx(np.mean(report["generated_digit_accuracy_per_digit"]))
+    assert report["judge_test_accuracy"] > 0.9 and report["judge_test_images"] == 10_000
+    assert "1 epochs on 60000 training images, seed 0" in report["judge"]
+    assert f"generated digits       {report['generated_digit_accuracy']:.1%} of 1000 classified as" in printed
+    assert f"{report['judge_test_accuracy']:.1%} of 10000 test images right" in printed
+    assert "    per digit            0: " in printed
+
+
+def test_generated_digits_need_a_conditional_run(tmp_path):
+    if BACKEND == "strict":
+        pytest.skip("the command offers the numpy and cupy backends")
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "vae"), *QUICK]) == 0
+    with pytest.raises(RunError, match="holds a vae, which draws no digit on demand; generated-digit accuracy "
+                                       "needs a conditional VAE"):
+        Run.open(tmp_path / "vae").generated_digits()

@@ -108,7 +108,7 @@ def generated_digit_accuracy(model, classifier: DigitClassifier, n: int = 1000, 
     Returns {"generated_digit_accuracy": the fraction of the n//10·10 samples classified as asked,
     "generated_digit_accuracy_per_digit": [the fraction for digit 0, ..., 9], "generated_digits": the
     number drawn}."""
-    if not getattr(model, "is_conditional", False):
+    if not model.is_conditional:
         raise ValueError(f"generated_digit_accuracy needs a conditional model (one that samples a digit "
                          f"asked for), got a {type(model).__name__}")
     classes = model.config["classes"]
@@ -127,10 +127,11 @@ def generated_digit_accuracy(model, classifier: DigitClassifier, n: int = 1000, 
 
 
 def generated_digit_report(model, train_split, test_split, n: int = 1000, seed: int = 0,
-                           epochs: int = EPOCHS) -> dict:
-    """``generated_digit_accuracy`` with a judge trained for ``epochs`` on ``train_split`` (images,
-    labels) and its own accuracy on ``test_split`` beside it ("judge_test_accuracy"), and what the judge
-    is ("judge", "judge_seconds" to train and test it)."""
+                           epochs: int | None = None) -> dict:
+    """``generated_digit_accuracy`` with a judge trained for ``epochs`` (default ``EPOCHS``) on
+    ``train_split`` (images, labels) and its own accuracy on ``test_split`` beside it
+    ("judge_test_accuracy"), and what the judge is ("judge", "judge_seconds" to train and test it)."""
+    epochs = EPOCHS if epochs is None else epochs
     started = time.perf_counter()
     judge = train_classifier(*train_split, seed=seed, epochs=epochs)
     judge_accuracy = accuracy(judge, *test_split)

@@ -368,29 +368,20 @@ def one_of_each_class(labels: np.ndarray, count: int) -> np.ndarray:
 
 @no_grad()
 def arithmetic_images(model: Autoencoder, images: Tensor, vector: np.ndarray, alphas: np.ndarray,
-                      labels: Tensor | None = None) -> np.ndarray:
+                      labels=None) -> np.ndarray:
     """Host images (rows, len(alphas), side, side): sigmoid(g_φ(z + α·v)) for each image's code z (μ(x), or
-    f_θ(x) for an AE) and each α; a conditional model encodes and decodes each row with its ``labels``."""
+    f_θ(x) for an AE) and each α; a conditional model encodes and decodes each row with its label (host
+    ``labels`` (rows,)): the digit stays, the style moves."""
     model.eval()
-    conditional = getattr(model, "is_conditional", False)
-    if conditional:
-        codes = model.encode(images, labels)[0].numpy()
-    else:
-        codes = latent_means(model, images).numpy()
+    codes = latent_means(model, images, labels).numpy()
     shifted = codes[:, None, :] + alphas[None, :, None] * vector  # (rows, steps, D)
-    parameter = next(iter(model.parameters()))
-    z = Tensor(shifted.reshape(-1, codes.shape[1]).astype(parameter.dtype)).to(parameter.backend)
-    if conditional:
-        repeated = Tensor(np.repeat(labels.numpy(), len(alphas)), dtype=np.int64).to(parameter.backend)
-        logits = model.decode(z, repeated)
-    else:
-        logits = model.decode(z)
-    decoded = as_images(logits.sigmoid())
+    repeated = None if labels is None else np.repeat(np.asarray(labels), len(alphas), axis=0)
+    decoded = decode_grid(model, shifted.reshape(-1, codes.shape[1]), repeated)
     return decoded.reshape(len(codes), len(alphas), *decoded.shape[1:])
 
 
 def arithmetic(model: Autoencoder, images: Tensor, vector: np.ndarray, path: Path, attribute: str,
-               alphas: np.ndarray | None = None, labels: Tensor | None = None) -> Path:
+               alphas: np.ndarray | None = None, labels=None) -> Path:
     """One row per test image: the image, then the decoded z + α·v for each α (default −2 to 2 by ½; α = 0
     is the reconstruction), v being the attribute's vector (``attribute_vector``)."""
     alphas = np.linspace(-2, 2, 9) if alphas is None else alphas

@@ -318,7 +318,8 @@ class Run:
                  on_batch: Callable[[int, int], None] | None = None) -> dict:
         """The report of ``tinyae eval``: for a VAE the test negative ELBO, its parts, the IWAE estimate of
         −log p(x) with ``k`` samples, KL per dimension and active units; for the other autoencoders the
-        reconstruction loss. ``on_batch(images_done, images_total)`` follows the progress."""
+        reconstruction loss; for a conditional VAE also the accuracy of its generated digits
+        (``generated_digits``). ``on_batch(images_done, images_total)`` follows the progress."""
         import time
 
         from . import evaluate
@@ -336,12 +337,27 @@ class Run:
             report["likelihood"] = model.config["likelihood"]
             progress = None if on_batch is None else (lambda done: on_batch(done, batches.num_images))
             report.update(evaluate.evaluate_vae(model, batches, k, on_batch=progress, seed=self.config["seed"]))
+        if model.is_conditional:
+            report.update(self.generated_digits())
         else:
             report["note"] = (f"a {self.config['model']} has no likelihood: only its reconstruction loss is "
                               "reported (no ELBO, no importance-weighted log-likelihood)")
             report.update(evaluate.evaluate_autoencoder(model, batches))
         report["seconds"] = time.perf_counter() - started
         return report
+
+    def generated_digits(self, n: int = 1000) -> dict:
+        """How often a conditional model draws the digit asked for: n/10 samples of each digit judged by
+        an MLP classifier trained on the run's training set, whose own test accuracy is reported beside
+        (``tinyae.app.classifier.generated_digit_report``; seeded by the run's seed)."""
+        from . import classifier
+        from .train import load_split  # train imports this module
+
+        if not self.model.is_conditional:
+            raise RunError(f"{self.path} holds a {self.config['model']}, which draws no digit on demand; "
+                           "generated-digit accuracy needs a conditional VAE (--model cvae or conv-cvae)")
+        return classifier.generated_digit_report(self.model, load_split("train", self.config),
+                                                 load_split("test", self.config), n, seed=self.config["seed"])
 
     def write_eval(self, report: dict) -> Path:
         """Save an ``evaluate`` report as RUN/eval.json (atomically, strict JSON: null where a number is
@@ -476,20 +492,16 @@ class Run:
         import numpy as np
 
         from ..autograd import no_grad
-        from ..tensor import Tensor
         from .evaluate import latent_means
+        from .train import model_inputs
 
         model, batches = self.model, self.test_set(limit)
-        codes, images, start = [], [], 0
+        codes, images = [], []
         with no_grad():
-            for x in batches:
-                if getattr(model, "is_conditional", False):
-                    labels = Tensor(batches.labels[start:start + len(x)], dtype=np.int64).to(x.backend)
-                    codes.append(model.encode(x, labels)[0].numpy())
-                else:
-                    codes.append(latent_means(model, x).numpy())
+            for batch in batches:
+                x, *condition = model_inputs(batch)
+                codes.append(latent_means(model, x, *condition).numpy())
                 images.append(x.numpy())
-                start += len(x)
         return np.concatenate(codes), np.concatenate(images), batches.labels
 
     def attribute_vector(self, attribute: str = "thickness", limit: int | None = 2000, test_codes=None):
@@ -511,9 +523,8 @@ class Run:
                    path: Path | str | None = None) -> Path:
         """Latent arithmetic (arithmetic.png): ``rows`` test digits of different classes (the first of each
         digit, then the second, ...), their codes plus α·v for α from −2 to 2, v the ``attribute`` vector
-        of the first ``limit`` test images (``attribute_vector``)."""
-        import numpy as np
-
+        of the first ``limit`` test images (``attribute_vector``). A conditional model keeps each row's
+        label: its digit stays while its style moves."""
         from . import figures
         from ..tensor import Tensor
 
@@ -523,10 +534,10 @@ class Run:
         if rows > len(images):
             raise RunError(f"--rows {rows} needs {rows} test images; --limit keeps {len(images)}")
         chosen = figures.one_of_each_class(labels, rows)
-        place = self.config["backend"]
-        return figures.arithmetic(self.model, Tensor(images[chosen]).to(place), vector,
+        model = self.model
+        return figures.arithmetic(model, Tensor(images[chosen]).to(self.config["backend"]), vector,
                                   path or self.figure_path("arithmetic"), attribute,
-                                  labels=Tensor(labels[chosen], dtype=np.int64).to(place))
+                                  labels=labels[chosen] if model.is_conditional else None)
 
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
