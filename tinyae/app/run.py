@@ -337,12 +337,12 @@ class Run:
             report["likelihood"] = model.config["likelihood"]
             progress = None if on_batch is None else (lambda done: on_batch(done, batches.num_images))
             report.update(evaluate.evaluate_vae(model, batches, k, on_batch=progress, seed=self.config["seed"]))
-        if model.is_conditional:
-            report.update(self.generated_digits())
         else:
             report["note"] = (f"a {self.config['model']} has no likelihood: only its reconstruction loss is "
                               "reported (no ELBO, no importance-weighted log-likelihood)")
             report.update(evaluate.evaluate_autoencoder(model, batches))
+        if model.is_conditional:
+            report.update(self.generated_digits())
         report["seconds"] = time.perf_counter() - started
         return report
 
