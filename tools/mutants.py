@@ -353,8 +353,7 @@ MUTANTS += [
            "    step = math.ceil((last - first + 1) / most)", "    step = max(1, (last - first + 1) // most)",
            ("tests/test_figures.py",)),
     Mutant("figure command: sample replaces training's samples.png", "tinyae/app/run.py",
-           'path = path or self.figure_path("sample")', 'path = path or self.figure_path("samples")',
-           ("tests/test_cli.py",),
+           'path = path or self.figure_path("sample")', 'path = path or self.figure_path("samples")', ("tests/test_cli.py",),
            NUMPY_RUN),
     Mutant("figure command: --output ignored", "tinyae/app/cli.py",
            "    path = args.output  # None: RUN/figures/COMMAND.png", "    path = None", ("tests/test_cli.py",),
@@ -626,6 +625,34 @@ MUTANTS += [
     Mutant("certificate: a model's noise drawn anew at every evaluation", "tinyae/testing/catalog_models.py",
            "return Case(described, _with_fixed_mask(loss, noise_seed),", "return Case(described, loss,",
            CERTIFICATE),
+]
+
+# The conditional VAE: the label's place in the weights, its range, and labelled batches
+CVAE = ("tests/models/test_cvae.py",)
+MUTANTS += [
+    Mutant("cvae: label columns first in the encoder", "tinyae/models/conditional.py",
+           "hidden = F.relu(self.fc1(concatenate([x, self.one_hot(labels, x)], axis=1)))",
+           "hidden = F.relu(self.fc1(concatenate([self.one_hot(labels, x), x], axis=1)))", CVAE),
+    Mutant("cvae: the decoder ignores the label", "tinyae/models/conditional.py",
+           "return self.fc4(F.relu(self.fc3(concatenate([z, self.one_hot(labels, z)], axis=1))))",
+           "return self.fc4(F.relu(self.fc3(concatenate([z, self.one_hot(labels * 0, z)], axis=1))))", CVAE),
+    Mutant("cvae: negative labels wrap silently", "tinyae/models/conditional.py",
+           "device_assert(((data >= 0) & (data < classes)).all(),", "device_assert(((data < classes)).all(),",
+           CVAE),
+    Mutant("cvae: a soft label rounded to its class", "tinyae/models/conditional.py",
+           "            return Tensor._make(data.astype(like.dtype), False, None)",
+           "            return Tensor._make(xp.eye(classes, dtype=like.dtype)[data.argmax(axis=1)], False, None)",
+           CVAE),
+    Mutant("cvae: shuffled batches keep the labels in order", "tinyae/data/batches.py",
+           "labels = self.device_labels[rows] if order is None else self.device_labels[order[rows]]",
+           "labels = self.device_labels[rows]", CVAE),
+    Mutant("cvae: the class grid redraws z per row", "tinyae/app/figures.py",
+           "    codes = np.tile(z, (classes, 1))  # row-major (digit, column): the same z in every row",
+           "    codes = tinyae_random.standard_normal((classes * columns, latent_dim), dtype=np.float64, "
+           "backend_name=\"numpy\")", CVAE),
+    Mutant("cvae: samples ignore the digit asked for", "tinyae/models/conditional.py",
+           "        return self.decode(z, labels).sigmoid()", "        return self.decode(z, labels * 0).sigmoid()",
+           CVAE),
 ]
 
 JUDGE = ("tests/app/test_classifier.py",)
