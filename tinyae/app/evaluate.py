@@ -1,5 +1,6 @@
 """Evaluation on the test set (``tinyae eval``): the negative ELBO and its parts, an importance-weighted
-estimate of log p(x), the KL per latent dimension and the number of active units.
+estimate of log p(x), the KL per latent dimension and the number of active units; for a conditional VAE
+also how often its samples show the digit asked for (``tinyae.app.classifier``, ``generated_digit_lines``).
 
 Importance weighting (Burda, Grosse & Salakhutdinov 2016): with z_1..z_k drawn from q(z|x),
 
