@@ -28,10 +28,10 @@ def test_state_dict_is_the_vaes_with_the_label_columns_last():
     cvae, vae = models.CVAE(), models.VAE()
     shapes = {key: tuple(value.shape) for key, value in cvae.state_dict().items()}
     assert list(shapes) == list(vae.state_dict())
-    assert shapes["fc1.weight"] == (400, 784 + 10) and shapes["fc3.weight"] == (400, 20 + 10)
+    assert shapes["fc1.weight"] == (400, 784 + 10) and shapes["fc3.weight"] == (400, 5 + 10)
     conv = models.ConvCVAE()
-    assert tuple(conv.state_dict()["decoder.0.weight"].shape) == (64 * 7 * 7, 20 + 10)
-    assert tuple(conv.state_dict()["mu.weight"].shape) == (20, 64 * 7 * 7 + 10)
+    assert tuple(conv.state_dict()["decoder.0.weight"].shape) == (64 * 7 * 7, 5 + 10)
+    assert tuple(conv.state_dict()["mu.weight"].shape) == (5, 64 * 7 * 7 + 10)
 
 
 def test_encode_and_decode_are_the_documented_products_of_the_concatenation():

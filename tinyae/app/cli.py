@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "metrics.jsonl, checkpoint.npz, figures/)")
     model = train.add_argument_group("model")
     model.add_argument("--model", choices=list(MODELS), help="which autoencoder (default: vae)")
-    model.add_argument("--latent-dim", type=WIDTH, help=f"size of the code z (default 20; sparse-ae 64; at most {MAX_WIDTH})")
+    model.add_argument("--latent-dim", type=WIDTH, help=f"size of the code z (default 20; sparse-ae 64; cvae and conv-cvae 5; at most {MAX_WIDTH})")
     model.add_argument("--hidden", type=WIDTH, help=f"width of the MLP hidden layer (default 400; at most {MAX_WIDTH})")
     model.add_argument("--beta", type=NON_NEGATIVE, help="weight of the KL term: β-VAE (default 1)")
     model.add_argument("--likelihood", choices=["bernoulli", "gaussian"], help="p(x|z) of a VAE (default bernoulli)")
@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     evaluation.add_argument("--quiet", action="store_true", help="no progress bar")
     sample = figure_command("sample", "decode n draws from p(z); a conditional VAE's of the digits asked for")
-    sample.add_argument("-n", type=FIGURE_COUNT, default=64,
-                        help="number of samples (default 64; with --grid, columns)")
+    sample.add_argument("-n", type=FIGURE_COUNT,
+                        help="number of samples (default 64); with --grid, of columns (default 10)")
     sample.add_argument("--digit", type=validate.index(), help="cvae: draw only this digit (default: 0-9 in turn)")
     sample.add_argument("--grid", action="store_true",
                         help="cvae: one row per digit, the same n codes z in each row (style held, digit varied)")
@@ -282,7 +282,8 @@ def command_figure(args: argparse.Namespace) -> None:
     path = args.output  # None: RUN/figures/COMMAND.png
     draw = {
         "plot": lambda: run.loss_curves(path=path),
-        "sample": lambda: run.samples(args.n, path=path, digit=args.digit, grid=args.grid),
+        "sample": lambda: run.samples(args.n or (10 if args.grid else 64), path=path, digit=args.digit,
+                                      grid=args.grid),
         "reconstruct": lambda: run.reconstructions(path=path),
         "interpolate": lambda: run.interpolations(args.pairs, args.steps, path=path),
         "traverse": lambda: run.traversal(args.dims, args.index, args.zero, path=path),

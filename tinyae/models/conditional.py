@@ -76,10 +76,13 @@ class CVAE(ConditionalMixin, Autoencoder):
 
     f_θ: [x, e_y] → h = relu(fc1 ·) → μ = fc21 h, log σ² = fc22 h;   g_φ: [z, e_y] → relu(fc3 ·) → fc4 → logits.
     fc1.weight is (hidden, input_dim + classes) and fc3.weight (hidden, latent_dim + classes), the label's
-    columns last.
+    columns last. The code is 5-D by default, not 20 as the VAE's: the label carries the digit, z only its
+    style, and a small z is covered by the prior with fewer holes, so that prior draws decode to the digit
+    asked for (measured on MNIST after 10 epochs, bench/RESULTS.md: 95% of generated digits recognised with
+    d = 5, 85% with d = 8, 78% with d = 20, while the test −ELBO falls from 116 to 102 nats).
     """
 
-    def __init__(self, input_dim: int = 784, hidden: int = 400, latent_dim: int = 20, classes: int = 10,
+    def __init__(self, input_dim: int = 784, hidden: int = 400, latent_dim: int = 5, classes: int = 10,
                  beta: float = 1.0, likelihood: str = "bernoulli", likelihood_std: float = 0.1):
         check_likelihood("CVAE", likelihood, beta)
         check_classes("CVAE", classes)
@@ -106,7 +109,7 @@ class ConvCVAE(ConditionalMixin, Autoencoder):
     """The conv VAE with the label beside the conv features (into the μ and log σ² heads) and beside z
     (into the decoder's first Linear, ``decoder.0``): the convolutions themselves see only the image."""
 
-    def __init__(self, latent_dim: int = 20, decoder: str = "transpose", classes: int = 10, beta: float = 1.0,
+    def __init__(self, latent_dim: int = 5, decoder: str = "transpose", classes: int = 10, beta: float = 1.0,
                  likelihood: str = "bernoulli", likelihood_std: float = 0.1):
         check_likelihood("ConvCVAE", likelihood, beta)
         check_classes("ConvCVAE", classes)
