@@ -655,6 +655,49 @@ MUTANTS += [
            CVAE),
 ]
 
+JUDGE = ("tests/app/test_classifier.py",)
+ARITHMETIC_FIGURE = ("tests/app/test_arithmetic.py",)
+
+MUTANTS += [
+    # The judge of generated digits and latent arithmetic (issue 16)
+    Mutant("judge: cross-entropy adds the true class's logit", "tinyae/app/classifier.py",
+           "(logsumexp(logits, axis=1) - (logits * one_hot)", "(logsumexp(logits, axis=1) + (logits * one_hot)",
+           JUDGE),
+    Mutant("judge: gradients accumulate across steps", "tinyae/app/classifier.py",
+           "            optimizer.zero_grad()\n", "            pass\n", JUDGE),
+    Mutant("judge: argmax over the batch", "tinyae/app/classifier.py",
+           ".numpy().argmax(axis=1)", ".numpy().argmax(axis=0)", JUDGE),
+    Mutant("judge: the digits asked for interleaved", "tinyae/app/classifier.py",
+           "asked = np.repeat(np.arange(classes), per_class)", "asked = np.tile(np.arange(classes), per_class)",
+           JUDGE),
+    Mutant("judge: per-digit accuracy over the wrong axis", "tinyae/app/classifier.py",
+           ".reshape(classes, per_class).mean(axis=1)", ".reshape(classes, per_class).mean(axis=0)", JUDGE),
+    Mutant("judge: its accuracy measured on its training images", "tinyae/app/classifier.py",
+           "judge_accuracy = accuracy(judge, *test_split)", "judge_accuracy = accuracy(judge, *train_split)",
+           JUDGE),
+    Mutant("judge: eval of a conditional run leaves the generated digits out", "tinyae/app/run.py",
+           "        if model.is_conditional:\n            report.update(self.generated_digits())",
+           "        if False:\n            report.update(self.generated_digits())", JUDGE, NUMPY_RUN),
+    Mutant("arithmetic: the attribute vector compares all images, not each class's", "tinyae/app/figures.py",
+           "        chosen = labels == label\n", "        chosen = labels == labels\n", ARITHMETIC_FIGURE),
+    Mutant("arithmetic: the attribute vector points from high to low", "tinyae/app/figures.py",
+           "codes[highs].mean(axis=0) - codes[lows].mean(axis=0)",
+           "codes[lows].mean(axis=0) - codes[highs].mean(axis=0)", ARITHMETIC_FIGURE),
+    Mutant("arithmetic: slant with rows counted downwards", "tinyae/app/figures.py",
+           "    heights = side - 1 - heights  # rows counted upwards\n", "", ARITHMETIC_FIGURE),
+    Mutant("arithmetic: stroke mass is the mean intensity", "tinyae/app/figures.py",
+           "    return images.reshape(len(images), -1).sum(axis=1)",
+           "    return images.reshape(len(images), -1).mean(axis=1)", ARITHMETIC_FIGURE),
+    Mutant("arithmetic: rows decoded with the labels in turn, not their own", "tinyae/app/figures.py",
+           "np.repeat(np.asarray(labels), len(alphas), axis=0)", "np.tile(np.asarray(labels), len(alphas))",
+           ARITHMETIC_FIGURE),
+    Mutant("arithmetic: the rows all of one class", "tinyae/app/figures.py",
+           "np.lexsort((labels, rank))[:count]", "np.lexsort((rank, labels))[:count]", ARITHMETIC_FIGURE),
+    Mutant("arithmetic: the vector from the codes of other images than measured", "tinyae/app/run.py",
+           "                images.append(x.numpy())", "                images.insert(0, x.numpy())",
+           ARITHMETIC_FIGURE, NUMPY_RUN),
+]
+
 # tinyae explore: the page's JavaScript decoder, its drawing and its controls, and the export that feeds it
 # (the browser tests run on numpy only, and are skipped where no Chromium is installed)
 EXPLORE = ("tests/app/test_explore.py",)

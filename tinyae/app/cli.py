@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     embed = figure_command("embed", "the test set's latent means, colored by digit (PCA above 2-D)")
     embed.add_argument("--limit", type=COUNT, help="only the first N test images (default: all)")
     figure_command("plot", "loss curves from metrics.jsonl")
+    arithmetic = figure_command("arithmetic", "latent arithmetic: add an attribute vector (thicker strokes, "
+                                              "more slant) to the codes of test digits")
+    arithmetic.add_argument("--attribute", choices=["thickness", "slant"], default="thickness",
+                            help="thickness: the stroke mass (summed intensity); slant: the shear of the "
+                                 "ink, columns to the right per row up (default thickness)")
+    arithmetic.add_argument("--rows", type=FIGURE_COUNT, default=8,
+                            help="test digits, one a row: the first 0, the first 1, ... (default 8)")
+    arithmetic.add_argument("--limit", type=COUNT, default=2000,
+                            help="the first N test images, whose codes give the vector (default 2000)")
     explore = on_a_run("explore", "write a self-contained HTML page that runs the decoder in the browser: "
                                   "a slider per latent dimension, a 2-D pad, random draws, test digits")
     explore.add_argument("--output", type=file_ending(".html", ".htm"), metavar="FILE",
@@ -304,6 +313,7 @@ def command_figure(args: argparse.Namespace) -> None:
         "traverse": lambda: run.traversal(args.dims, args.index, args.zero, path=path),
         "manifold": lambda: run.manifold(args.size, path=path, digit=args.digit),
         "embed": lambda: run.embedding(args.limit, path=path),
+        "arithmetic": lambda: run.arithmetic(args.attribute, args.rows, args.limit, path=path),
     }
     print(draw[args.command]())
 

@@ -1,5 +1,6 @@
 """Evaluation on the test set (``tinyae eval``): the negative ELBO and its parts, an importance-weighted
-estimate of log p(x), the KL per latent dimension and the number of active units.
+estimate of log p(x), the KL per latent dimension and the number of active units; for a conditional VAE
+also how often its samples show the digit asked for (``tinyae.app.classifier``, ``generated_digit_lines``).
 
 Importance weighting (Burda, Grosse & Salakhutdinov 2016): with z_1..z_k drawn from q(z|x),
 
@@ -202,9 +203,22 @@ def format_report(report: dict) -> str:
         f"nats per image  (ELBO gap {report['negative_elbo'] - report['negative_log_likelihood']:.3f})",
         f"  active units           {report['active_units']} of {len(report['kl_per_dimension'])} "
         f"(Var_x[μ_d(x)] > {report['active_threshold']})",
-        "  dim   KL (nats)   Var[μ]",
     ]
+    if "generated_digit_accuracy" in report:
+        lines += generated_digit_lines(report)
+    lines += ["  dim   KL (nats)   Var[μ]"]
     dimensions = zip(report["kl_per_dimension"], report["posterior_mean_variance"])
     lines += [f"  {d:3d} {kl:11.4f} {variance:8.4f}{'  active' if variance > report['active_threshold'] else ''}"
               for d, (kl, variance) in enumerate(dimensions)]
     return "\n".join(lines)
+
+
+def generated_digit_lines(report: dict) -> list[str]:
+    """The report's lines on a conditional model's generated digits and the judge that classified them."""
+    per_digit = "  ".join(f"{digit}: {value:.0%}"
+                          for digit, value in enumerate(report["generated_digit_accuracy_per_digit"]))
+    return [f"  generated digits       {report['generated_digit_accuracy']:.1%} of {report['generated_digits']} "
+            "classified as the digit asked for",
+            f"    per digit            {per_digit}",
+            f"    judged by            {report['judge']}: {report['judge_test_accuracy']:.1%} of "
+            f"{report['judge_test_images']} test images right ({report['judge_seconds']:.0f} s)"]

@@ -308,3 +308,89 @@ def embedding(codes: np.ndarray, labels: np.ndarray, path: Path, what: str) -> P
     axes.set_title(f"{title}\n{len(codes)} test images", fontsize=10)
     axes.grid(alpha=0.3)
     return save(figure, path)
+
+
+def stroke_mass(images: np.ndarray) -> np.ndarray:
+    """The "thickness" of each host image (n, ...): its stroke mass m(x) = Σ_p x_p, the summed intensity."""
+    return images.reshape(len(images), -1).sum(axis=1)
+
+
+def slant(images: np.ndarray) -> np.ndarray:
+    """The slant of each host image (n, ...) of square side S: the shear of its ink, cov(u, v)/var(v).
+
+    With the intensities as weights w_p, u_p the pixel's column (to the right) and v_p its height (rows
+    counted upwards), ū, v̄ their means, cov(u, v) = Σ w (u − ū)(v − v̄)/Σ w and var(v) = Σ w (v − v̄)²/Σ w:
+    the columns the ink moves to the right per row up, > 0 for a digit leaning right like "/", 0 upright.
+    """
+    weights = images.reshape(len(images), -1)
+    side = math.isqrt(weights.shape[1])
+    heights, columns = np.divmod(np.arange(side * side), side)
+    heights = side - 1 - heights  # rows counted upwards
+    total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    u = columns - (weights * columns).sum(axis=1, keepdims=True) / total
+    v = heights - (weights * heights).sum(axis=1, keepdims=True) / total
+    return (weights * u * v).sum(axis=1) / np.maximum((weights * v * v).sum(axis=1), 1e-12)
+
+
+ATTRIBUTES = {"thickness": stroke_mass, "slant": slant}  # name → the measure of a host image
+
+
+def attribute_vector(codes: np.ndarray, values: np.ndarray, labels: np.ndarray, fraction: float = 0.25
+                     ) -> np.ndarray:
+    """The latent direction of an attribute: v = (1/|K|) Σ_{k ∈ K} (z̄_k,high − z̄_k,low), (D,).
+
+    For each class k, z̄_k,high is the mean code of its images whose attribute ``values`` lie in the top
+    ``fraction`` of the class's values, z̄_k,low of those in the bottom ``fraction``; K is the classes that
+    have both. Comparing within a class keeps v from also moving between digits (thick digits are more often
+    0s and 8s than 1s: a difference over all images would partly point from 1 to 8); averaging over the
+    classes gives each the same weight. ``codes`` (N, D), ``values`` and ``labels`` (N,) on the host.
+    """
+    differences = []
+    for label in np.unique(labels):
+        chosen = labels == label
+        low, high = np.quantile(values[chosen], [fraction, 1 - fraction])
+        lows, highs = chosen & (values <= low), chosen & (values >= high)
+        if chosen.sum() >= 2 and highs.any() and lows.any():
+            differences.append(codes[highs].mean(axis=0) - codes[lows].mean(axis=0))
+    if not differences:
+        raise ValueError("attribute_vector: no class has two images or more to compare")
+    return np.mean(differences, axis=0)
+
+
+def one_of_each_class(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` images taken in turn from each class: the first of class 0, the first of class
+    1, ..., then the second of each, ... (in the order of ``labels``, a class skipped once it runs out)."""
+    by_class = np.argsort(labels, kind="stable")
+    rank = np.empty(len(labels), dtype=np.int64)  # each image's place among the images of its class
+    rank[by_class] = np.arange(len(labels)) - np.searchsorted(labels[by_class], labels[by_class])
+    return np.lexsort((labels, rank))[:count]
+
+
+@no_grad()
+def arithmetic_images(model: Autoencoder, images: Tensor, vector: np.ndarray, alphas: np.ndarray,
+                      labels=None) -> np.ndarray:
+    """Host images (rows, len(alphas), side, side): sigmoid(g_φ(z + α·v)) for each image's code z (μ(x), or
+    f_θ(x) for an AE) and each α; a conditional model encodes and decodes each row with its label (host
+    ``labels`` (rows,)): the digit stays, the style moves."""
+    model.eval()
+    codes = latent_means(model, images, labels).numpy()
+    shifted = codes[:, None, :] + alphas[None, :, None] * vector  # (rows, steps, D)
+    repeated = None if labels is None else np.repeat(np.asarray(labels), len(alphas), axis=0)
+    decoded = decode_grid(model, shifted.reshape(-1, codes.shape[1]), repeated)
+    return decoded.reshape(len(codes), len(alphas), *decoded.shape[1:])
+
+
+def arithmetic(model: Autoencoder, images: Tensor, vector: np.ndarray, path: Path, attribute: str,
+               alphas: np.ndarray | None = None, labels=None) -> Path:
+    """One row per test image: the image, then the decoded z + α·v for each α (default −2 to 2 by ½; α = 0
+    is the reconstruction), v being the attribute's vector (``attribute_vector``)."""
+    alphas = np.linspace(-2, 2, 9) if alphas is None else alphas
+    decoded = arithmetic_images(model, images, vector, alphas, labels)
+    originals = as_images(images)
+    rows = np.concatenate([originals[:, None], decoded], axis=1)
+    column_labels = ["image", *[f"α={alpha:+.2g}" if alpha else "α=0" for alpha in alphas]]
+    return image_grid(rows.reshape(-1, *rows.shape[2:]), path, len(alphas) + 1, column_labels=column_labels,
+                      xlabel=f"z + α·v, v the {attribute} vector (|v| = {np.linalg.norm(vector):.2f})",
+                      title=f"latent arithmetic: adding the {attribute} vector to test digits' codes\n"
+                            f"(v = mean code of the highest {attribute} quarter − the lowest, within each "
+                            "digit, averaged over digits; α=0: the reconstruction)")

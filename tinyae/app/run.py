@@ -318,7 +318,8 @@ class Run:
                  on_batch: Callable[[int, int], None] | None = None) -> dict:
         """The report of ``tinyae eval``: for a VAE the test negative ELBO, its parts, the IWAE estimate of
         −log p(x) with ``k`` samples, KL per dimension and active units; for the other autoencoders the
-        reconstruction loss. ``on_batch(images_done, images_total)`` follows the progress."""
+        reconstruction loss; for a conditional VAE also the accuracy of its generated digits
+        (``generated_digits``). ``on_batch(images_done, images_total)`` follows the progress."""
         import time
 
         from . import evaluate
@@ -340,8 +341,23 @@ class Run:
             report["note"] = (f"a {self.config['model']} has no likelihood: only its reconstruction loss is "
                               "reported (no ELBO, no importance-weighted log-likelihood)")
             report.update(evaluate.evaluate_autoencoder(model, batches))
+        if model.is_conditional:
+            report.update(self.generated_digits())
         report["seconds"] = time.perf_counter() - started
         return report
+
+    def generated_digits(self, n: int = 1000) -> dict:
+        """How often a conditional model draws the digit asked for: n/10 samples of each digit judged by
+        an MLP classifier trained on the run's training set, whose own test accuracy is reported beside
+        (``tinyae.app.classifier.generated_digit_report``; seeded by the run's seed)."""
+        from . import classifier
+        from .train import load_split  # train imports this module
+
+        if not self.model.is_conditional:
+            raise RunError(f"{self.path} holds a {self.config['model']}, which draws no digit on demand; "
+                           "generated-digit accuracy needs a conditional VAE (--model cvae or conv-cvae)")
+        return classifier.generated_digit_report(self.model, load_split("train", self.config),
+                                                 load_split("test", self.config), n, seed=self.config["seed"])
 
     def write_eval(self, report: dict) -> Path:
         """Save an ``evaluate`` report as RUN/eval.json (atomically, strict JSON: null where a number is
@@ -470,6 +486,59 @@ class Run:
         what = "posterior means μ(x)" if self.model.is_variational else "codes f(x)"
         return figures.embedding(codes, batches.labels, path or self.figure_path("embed"), f"test-set {what}")
 
+    def test_codes(self, limit: int | None = None):
+        """(codes (N, D), images (N, ...), labels (N,)) of the first ``limit`` test images, on the host:
+        μ(x) for a VAE, f_θ(x) for an AE, μ(x, y) with the image's label for a conditional model."""
+        import numpy as np
+
+        from ..autograd import no_grad
+        from .evaluate import latent_means
+        from .train import model_inputs
+
+        model, batches = self.model, self.test_set(limit)
+        codes, images = [], []
+        with no_grad():
+            for batch in batches:
+                x, *condition = model_inputs(batch)
+                codes.append(latent_means(model, x, *condition).numpy())
+                images.append(x.numpy())
+        return np.concatenate(codes), np.concatenate(images), batches.labels
+
+    def attribute_vector(self, attribute: str = "thickness", limit: int | None = 2000, test_codes=None):
+        """The latent direction of ``attribute`` (a name of ``figures.ATTRIBUTES``: thickness, slant),
+        measured on the first ``limit`` test images (``figures.attribute_vector``): a host array (D,).
+        ``test_codes``: what ``self.test_codes(limit)`` returns, when the caller has it already."""
+        from . import figures
+
+        if attribute not in figures.ATTRIBUTES:
+            raise RunError(f"unknown attribute {attribute!r}; expected one of "
+                           f"{', '.join(figures.ATTRIBUTES)}")
+        codes, images, labels = test_codes or self.test_codes(limit)
+        try:
+            return figures.attribute_vector(codes, figures.ATTRIBUTES[attribute](images), labels)
+        except ValueError as error:
+            raise RunError(f"{error} (in the first {len(labels)} test images; use more)") from None
+
+    def arithmetic(self, attribute: str = "thickness", rows: int = 8, limit: int | None = 2000,
+                   path: Path | str | None = None) -> Path:
+        """Latent arithmetic (arithmetic.png): ``rows`` test digits of different classes (the first of each
+        digit, then the second, ...), their codes plus α·v for α from −2 to 2, v the ``attribute`` vector
+        of the first ``limit`` test images (``attribute_vector``). A conditional model keeps each row's
+        label: its digit stays while its style moves."""
+        from . import figures
+        from ..tensor import Tensor
+
+        test_codes = self.test_codes(limit)
+        vector = self.attribute_vector(attribute, limit, test_codes)
+        _, images, labels = test_codes
+        if rows > len(images):
+            raise RunError(f"--rows {rows} needs {rows} test images; --limit keeps {len(images)}")
+        chosen = figures.one_of_each_class(labels, rows)
+        model = self.model
+        return figures.arithmetic(model, Tensor(images[chosen]).to(self.config["backend"]), vector,
+                                  path or self.figure_path("arithmetic"), attribute,
+                                  labels=labels[chosen] if model.is_conditional else None)
+
     def explorer(self, path: Path | str | None = None, count: int = 100) -> Path:
         """The latent-space explorer, one self-contained HTML page (explore.html, beside the run's files):
         the decoder runs in the browser, with a slider per latent dimension, a 2-D pad, a random draw and
@@ -479,38 +548,35 @@ class Run:
         import numpy as np
 
         from . import explore
-        from ..autograd import no_grad
-        from .evaluate import latent_means
 
-        model, images, labels = self.model, self.test_images(count), self.test_labels(count)
-        latent_dim = model.config["latent_dim"]
-        with no_grad():
-            codes = latent_means(model, images, labels).numpy()
-            if model.is_variational:
-                center, scale = np.zeros(latent_dim), np.ones(latent_dim)
-                ranges = ("The sliders span ±3, three standard deviations of the prior N(0, I); a random "
-                          "draw is z ~ N(0, I).")
-            else:
-                test_codes = latent_means(model, self.test_images(1000)).numpy()
-                center, scale = test_codes.mean(axis=0), test_codes.std(axis=0)
-                scale[scale == 0] = 1
-                ranges = (f"The sliders span the mean ± 3σ of each dimension over the codes of the first "
-                          f"{len(test_codes)} test images; a random draw takes each dimension from the "
-                          "normal distribution of that mean and σ.")
+        model, latent_dim = self.model, self.model.config["latent_dim"]
+        codes, images, labels = self.test_codes(count)
+        if model.is_variational:
+            center, scale = np.zeros(latent_dim), np.ones(latent_dim)
+            ranges = ("The sliders span ±3, three standard deviations of the prior N(0, I); a random draw is "
+                      "z ~ N(0, I).")
+        else:
+            test_codes = self.test_codes(1000)[0]
+            center, scale = test_codes.mean(axis=0), test_codes.std(axis=0)
+            scale[scale == 0] = 1
+            ranges = (f"The sliders span the mean ± 3σ of each dimension over the codes of the first "
+                      f"{len(test_codes)} test images; a random draw takes each dimension from the normal "
+                      "distribution of that mean and σ.")
         decoder = "g(z, y), y the digit chosen by the buttons," if model.is_conditional else "g(z)"
         about = (f"The decoder {decoder} of a {self.config['model']} (latent_dim {latent_dim}, epoch "
                  f"{self.epoch}) runs in this page. {ranges} The image is p = sigmoid(g), dark where p is 1: "
                  "grey level 255·(1 − p).")
         path = path or self.path / "explore.html"
-        return explore.write_explorer(model, path, codes, labels, images.numpy(), center, scale,
+        return explore.write_explorer(model, path, codes, labels, images, center, scale,
                                       f"tinyae explorer: {self.path.name}", about)
 
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
-        (VAEs) and loss.png."""
+        (VAEs; a conditional VAE's is its class grid, ten codes drawn as every digit) and loss.png."""
         paths = [self.reconstructions(path=self.figure_path("reconstructions"))]
         if self.model.is_variational:
-            paths.append(self.samples(path=self.figure_path("samples")))
+            conditional = self.model.is_conditional
+            paths.append(self.samples(10 if conditional else 64, self.figure_path("samples"), grid=conditional))
         return [*paths, self.loss_curves(self.figure_path("loss"))]
 
     def __repr__(self) -> str:
