@@ -199,7 +199,8 @@ def format_report(report: dict) -> str:
         f"  negative ELBO          {report['negative_elbo']:10.3f} nats per image  = reconstruction "
         f"{report['reconstruction']:.3f} + KL {report['kl']:.3f}",
         "  (the training log's test loss, with the same posterior samples: equal on the same test images)",
-        f"  −log p(x), IWAE k={report['importance_samples']:<5} {report['negative_log_likelihood']:9.3f} "
+        f"  −log p({'x|y' if 'conditional' in report else 'x'}), IWAE k={report['importance_samples']:<5}"
+        f"{report['negative_log_likelihood']:9.3f} "
         f"nats per image  (ELBO gap {report['negative_elbo'] - report['negative_log_likelihood']:.3f})",
         f"  active units           {report['active_units']} of {len(report['kl_per_dimension'])} "
         f"(Var_x[μ_d(x)] > {report['active_threshold']})",
