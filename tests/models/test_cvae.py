@@ -83,6 +83,25 @@ def test_bad_labels_are_named(labels, message):
         ta.tensor([0.0]).item()  # on a device the range is checked at the next host read
 
 
+@pytest.mark.parametrize("labels", [np.array([0, 1]), [0, 1, 2, 3], np.eye(4)[[0]], np.eye(4)[[0, 1, 2, 3]]])
+def test_labels_of_another_length_than_the_batch_are_named(labels):
+    model = models.CVAE(**SMALL)
+    x = ta.tensor(np.zeros((3, 6), dtype=np.float32))
+    with pytest.raises(ValueError, match=rf"CVAE: 3 images need 3 labels, got {len(labels)}"):
+        model.loss(x, labels)
+    with pytest.raises(ValueError, match=rf"CVAE: 3 images need 3 labels, got {len(labels)}"):
+        model.sample(3, labels)
+
+
+def test_host_labels_out_of_range_fail_at_once_on_every_backend():
+    """Labels given on the host (a list, a NumPy array) are checked before they move to the device."""
+    model = models.CVAE(**SMALL)
+    with pytest.raises(ValueError, match="class indices from 0 to 3"):
+        model.sample(2, [0, 4])
+    with pytest.raises(ValueError, match="class indices from 0 to 3"):
+        model.sample(2, np.array([-1, 0]))
+
+
 def test_the_loss_is_the_negative_elbo_of_the_conditioned_model():
     """loss = BCE(g(z, y), x) + KL(N(μ, σ²) ‖ N(0, I)) per image, with z = μ + σ ε and ε redrawn from the
     same seed: the parts computed again from encode and decode by hand."""

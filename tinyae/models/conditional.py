@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn, random
-from ..backend import array_module, device_assert
+from ..backend import array_module, device_assert, is_array
 from ..functions import concatenate
 from ..tensor import Tensor
 from .base import Autoencoder
@@ -37,8 +37,9 @@ class ConditionalMixin(VariationalMixin):
     labels)``, ``decode(z, labels)``, ``sample(n, labels)``.
 
     ``labels``: int class indices (N,) (a Tensor, or any host array), or float rows (N, classes), one-hot
-    or mixed (a soft label: e.g. (1 − t)·e_3 + t·e_7 between a 3 and a 7). Indices outside
-    [0, classes) are an error (at once for host data; at the next host read on a device).
+    or mixed (a soft label: e.g. (1 − t)·e_3 + t·e_7 between a 3 and a 7; rows are used as given, so
+    rows that do not sum to 1 extrapolate beyond the classes), one label per image. Indices outside
+    [0, classes) are an error (at once for host data; at the next host read for a Tensor on a device).
     """
 
     is_conditional = True
@@ -47,20 +48,22 @@ class ConditionalMixin(VariationalMixin):
         """The condition rows (N, classes) in ``like``'s dtype and backend: e_y for each index y, or the
         float rows as given. A constant: no gradient flows into a label."""
         classes = self.config["classes"]
+        name = type(self).__name__
         data = labels.data if isinstance(labels, Tensor) else labels
+        data = data if is_array(data) else np.asarray(data)  # a list: checked on the host, then moved
         xp = array_module(like.data)
-        data = xp.asarray(data)
+        if data.ndim >= 1 and data.shape[0] != like.shape[0]:
+            raise ValueError(f"{name}: {like.shape[0]} images need {like.shape[0]} labels, got {data.shape[0]}")
         if data.dtype.kind == "f":
             if data.ndim != 2 or data.shape[1] != classes:
-                raise ValueError(f"{type(self).__name__}: float labels must be rows (N, {classes}), got shape "
-                                 f"{tuple(data.shape)}")
-            return Tensor._make(data.astype(like.dtype), False, None)
+                raise ValueError(f"{name}: float labels must be rows (N, {classes}), got shape {tuple(data.shape)}")
+            return Tensor._make(xp.asarray(data).astype(like.dtype), False, None)
         if data.ndim != 1 or data.dtype.kind not in "iu":
-            raise ValueError(f"{type(self).__name__}: labels must be class indices (N,) or rows (N, {classes}), "
+            raise ValueError(f"{name}: labels must be class indices (N,) or rows (N, {classes}), "
                              f"got {data.dtype} of shape {tuple(data.shape)}")
         device_assert(((data >= 0) & (data < classes)).all(),
-                      ValueError(f"{type(self).__name__}: labels must be class indices from 0 to {classes - 1}"))
-        return Tensor._make(xp.eye(classes, dtype=like.dtype)[data % classes], False, None)
+                      ValueError(f"{name}: labels must be class indices from 0 to {classes - 1}"))
+        return Tensor._make(xp.eye(classes, dtype=like.dtype)[xp.asarray(data) % classes], False, None)
 
     def sample(self, n: int, labels=None) -> Tensor:
         """n new images of the digits ``labels`` (default: 0, 1, …, 9, 0, 1, … for i < n): z ~ N(0, I)
