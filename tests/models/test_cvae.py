@@ -246,6 +246,15 @@ def test_a_digit_outside_the_classes_is_one_line(cvae_run, command, message, cap
     assert message in err and err.count("\n") == 1
 
 
+def test_grid_and_digit_together_are_a_usage_error(cvae_run, capsys):
+    """--grid draws every digit: a --digit beside it would be ignored, so it is refused."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(cvae_run), "--grid", "--digit", "3"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "not allowed with argument" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("option", [["--digit", "3"], ["--grid"]])
 def test_digits_on_demand_need_a_conditional_run(tmp_path, option, capsys):
     if BACKEND == "strict":

@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample = figure_command("sample", "decode n draws from p(z); a conditional VAE's of the digits asked for")
     sample.add_argument("-n", type=FIGURE_COUNT,
                         help="number of samples (default 64); with --grid, of columns (default 10)")
-    sample.add_argument("--digit", type=validate.index(), help="cvae: draw only this digit (default: 0-9 in turn)")
-    sample.add_argument("--grid", action="store_true",
+    which = sample.add_mutually_exclusive_group()  # the grid draws every digit
+    which.add_argument("--digit", type=validate.index(), help="cvae: draw only this digit (default: 0-9 in turn)")
+    which.add_argument("--grid", action="store_true",
                         help="cvae: one row per digit, the same n codes z in each row (style held, digit varied)")
     figure_command("reconstruct", "test digits and their reconstructions")
     interpolate = figure_command("interpolate", "decode straight lines in latent space between test digits")
