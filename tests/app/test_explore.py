@@ -288,6 +288,31 @@ def test_the_mlp_vae_page_decodes_as_tinyae_from_sliders_pad_test_digits_and_dra
     assert screenshot.shape[:2] == (800, 1000) and screenshot[..., :3].std() > 0.05
 
 
+def test_a_pad_over_one_dimension_follows_the_pointer_across(chromium, tmp_path):
+    """A 1-D code (or x and y set to the same dimension): the pad moves that dimension left to right, the
+    pointer's height aside, and draws its dot under the pointer, on the middle line."""
+    tinyae.manual_seed(0)
+    chromium.open(write_page(VAE(hidden=8, latent_dim=1), tmp_path / "page.html"))
+    box = chromium.evaluate('(({left, top, width, height}) => ({left, top, width, height}))('
+                            'document.getElementById("pad").getBoundingClientRect())')
+    for u, v in [(0.1, 0.5), (0.9, 0.5), (0.25, 0.1), (0.75, 0.9)]:
+        x, y = round(box["left"] + u * box["width"]), round(box["top"] + v * box["height"])
+        chromium.mouse("mousePressed", x, y)
+        chromium.mouse("mouseReleased", x, y, buttons=0)
+        u = (x - box["left"]) / box["width"]
+        np.testing.assert_allclose(chromium.evaluate("explorer.code()"), [-3 + 6 * u], rtol=0, atol=1e-9)
+        dot = chromium.evaluate("""(() => {  // the red pixels' center, in the pad's pixels
+            const pad = document.getElementById("pad"), context = pad.getContext("2d");
+            const data = context.getImageData(0, 0, pad.width, pad.height).data;
+            let sx = 0, sy = 0, n = 0;
+            for (let k = 0; k < data.length; k += 4)
+                if (data[k] > 150 && data[k + 1] < 60) {
+                    sx += (k / 4) % pad.width; sy += Math.floor(k / 4 / pad.width); n++; }
+            return [sx / n, sy / n, pad.width, pad.height]; })()""")
+        assert abs(dot[0] - u * dot[2]) <= 2 and abs(dot[1] - dot[3] / 2) <= 2, (u, v, dot)
+    assert chromium.errors == []
+
+
 def start_from_test(browser, index: int) -> None:
     browser.evaluate(f'document.getElementById("test-index").value = "{index}"; '
                      'document.getElementById("from-test").click()')

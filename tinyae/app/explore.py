@@ -310,7 +310,7 @@ function drawPad() {
   const pad = $("pad"), context = pad.getContext("2d"), a = +$("pad-x").value, b = +$("pad-y").value;
   const clamp = t => Math.min(Math.max(t, 0), 1);  // a code beyond the range: the dot on the border
   const x = clamp((code[a] - low(a)) / (high(a) - low(a))) * pad.width;
-  const y = clamp((high(b) - code[b]) / (high(b) - low(b))) * pad.height;
+  const y = a === b ? pad.height / 2 : clamp((high(b) - code[b]) / (high(b) - low(b))) * pad.height;
   context.fillStyle = "#f4f4f4";
   context.fillRect(0, 0, pad.width, pad.height);
   context.strokeStyle = "#bbb";
@@ -354,13 +354,14 @@ $("pad-y").value = Math.min(1, D - 1);
 $("pad-x").addEventListener("change", drawPad);
 $("pad-y").addEventListener("change", drawPad);
 
-// the pad: x from low to high of the first chosen dimension, y (upwards) of the second
+// the pad: x from low to high of the first chosen dimension, y (upwards) of the second; one dimension on
+// both (a 1-D code): x alone moves it, the dot on the middle line
 function movePad(event) {
   const pad = $("pad"), box = pad.getBoundingClientRect(), a = +$("pad-x").value, b = +$("pad-y").value;
   const u = Math.min(Math.max((event.clientX - box.left) / box.width, 0), 1);
   const v = Math.min(Math.max((event.clientY - box.top) / box.height, 0), 1);
+  if (a !== b) code[b] = high(b) - v * (high(b) - low(b));
   code[a] = low(a) + u * (high(a) - low(a));
-  code[b] = high(b) - v * (high(b) - low(b));
   render();
 }
 $("pad").addEventListener("pointerdown", event => {
