@@ -313,6 +313,30 @@ def test_a_pad_over_one_dimension_follows_the_pointer_across(chromium, tmp_path)
     assert chromium.errors == []
 
 
+def test_a_sigmoid_codes_sliders_and_draws_stay_in_0_1(chromium, tmp_path, capsys):
+    """A sparse AE with the KL penalty squashes its code by a sigmoid: its sliders and random draws stay
+    within (0, 1), the codes its decoder was trained on, while its mean ± 3σ reaches below 0."""
+    folder = tmp_path / "sparse"
+    assert main(["train", *QUICK, "--model", "sparse-ae", "--penalty", "kl", "--hidden", "16", "--latent-dim",
+                 "3", "--out", str(folder)]) == 0
+    run = Run.open(folder)
+    run.explorer(count=3)
+    assert page_data(folder / "explore.html")["bounds"] == [0, 1]
+    tinyae.manual_seed(0)
+    chromium.open(explore.write_explorer(run.model, tmp_path / "page.html", np.full((1, 3), 0.1), np.zeros(1),
+                                         np.zeros((1, 784)), np.array([0.05, 0.5, 0.9]), np.full(3, 0.2),
+                                         "sparse", "about", bounds=(0, 1)))
+    ranges = chromium.evaluate('[0, 1, 2].map(d => [+document.getElementById("z" + d).min, '
+                               '+document.getElementById("z" + d).max])')
+    np.testing.assert_allclose(ranges, [[0, 0.65], [0, 1], [0.3, 1]], rtol=0, atol=1e-6)
+    draws = []
+    for _ in range(20):
+        chromium.evaluate('document.getElementById("random").click()')
+        draws.append(chromium.evaluate("explorer.code()"))
+    assert 0 <= np.min(draws) and np.max(draws) <= 1 and len({tuple(draw) for draw in draws}) == 20
+    assert chromium.errors == []
+
+
 def start_from_test(browser, index: int) -> None:
     browser.evaluate(f'document.getElementById("test-index").value = "{index}"; '
                      'document.getElementById("from-test").click()')

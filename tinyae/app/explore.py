@@ -112,10 +112,11 @@ def image_shape(model, latent_dim: int) -> tuple[int, int]:
 
 
 def explorer_data(model, codes: np.ndarray, labels: np.ndarray, images: np.ndarray, center: np.ndarray,
-                  scale: np.ndarray, about: str) -> dict:
+                  scale: np.ndarray, about: str, bounds: tuple[float, float] | None = None) -> dict:
     """What the page embeds: the decoder's layers, the test codes (N, D), their labels (N,) and images
     (N, H, W) in [0, 1], each dimension's center and scale (sliders span center ± RANGE·scale; a random
-    draw is center + scale·ε, ε ~ N(0, I)) and a sentence about the model."""
+    draw is center + scale·ε, ε ~ N(0, I)), both clipped to ``bounds`` (lo, hi) where the code cannot
+    leave them (a sigmoid code: (0, 1)), and a sentence about the model."""
     latent_dim = model.config["latent_dim"]
     height, width = image_shape(model, latent_dim)
     pixels = np.round(np.asarray(images, dtype=np.float64).reshape(len(images), height, width) * 255)
@@ -123,13 +124,15 @@ def explorer_data(model, codes: np.ndarray, labels: np.ndarray, images: np.ndarr
             "width": width, "scale": SCALE, "range": RANGE, "center": floats(center), "spread": floats(scale),
             "layers": [layer_spec(module) for module in decoder_modules(model)],
             "codes": floats(codes), "labels": [int(label) for label in labels],
+            "bounds": None if bounds is None else [float(bound) for bound in bounds],
             "images": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode("ascii")}
 
 
 def write_explorer(model, path: Path | str, codes: np.ndarray, labels: np.ndarray, images: np.ndarray,
-                   center: np.ndarray, scale: np.ndarray, title: str, about: str) -> Path:
+                   center: np.ndarray, scale: np.ndarray, title: str, about: str,
+                   bounds: tuple[float, float] | None = None) -> Path:
     """Write the explorer page of ``model``'s decoder to ``path`` (see ``explorer_data`` for the rest)."""
-    data = explorer_data(model, codes, labels, images, center, scale, about)
+    data = explorer_data(model, codes, labels, images, center, scale, about, bounds)
     script_safe = json.dumps(data).replace("</", "<\\/")  # no "</script>" can end the script early
     page = PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", script_safe)
     path = Path(path)
@@ -286,7 +289,11 @@ function decode(z, digit) {
 const D = MODEL.latent_dim, HEIGHT = MODEL.height, WIDTH = MODEL.width, SCALE = MODEL.scale;
 const CENTER = floats(MODEL.center), SPREAD = floats(MODEL.spread), CODES = floats(MODEL.codes);
 const IMAGES = bytes(MODEL.images), TESTS = MODEL.labels.length;
-const low = d => CENTER[d] - MODEL.range * SPREAD[d], high = d => CENTER[d] + MODEL.range * SPREAD[d];
+// the code's bounds (a sigmoid code: [0, 1]) clip the sliders and the random draws
+const [LOWEST, HIGHEST] = MODEL.bounds || [-Infinity, Infinity];
+const within = v => Math.min(Math.max(v, LOWEST), HIGHEST);
+const low = d => within(CENTER[d] - MODEL.range * SPREAD[d]);
+const high = d => within(CENTER[d] + MODEL.range * SPREAD[d]);
 const $ = id => document.getElementById(id);
 let code = Array.from(CENTER), digit = 0, last = null;
 const sliders = [], readouts = [];
@@ -375,7 +382,7 @@ function normal() {
   return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
 }
 $("random").addEventListener("click", () => {
-  code = code.map((_, d) => CENTER[d] + SPREAD[d] * normal());
+  code = code.map((_, d) => within(CENTER[d] + SPREAD[d] * normal()));
   render();
 });
 

@@ -562,13 +562,16 @@ class Run:
             ranges = (f"The sliders span the mean ± 3σ of each dimension over the codes of the first "
                       f"{len(test_codes)} test images; a random draw takes each dimension from the normal "
                       "distribution of that mean and σ.")
+        bounds = (0, 1) if model.config.get("penalty") == "kl" else None  # a sparse AE's sigmoid code
+        if bounds:
+            ranges += " The code is a sigmoid's: sliders and draws stay within [0, 1]."
         decoder = "g(z, y), y the digit chosen by the buttons," if model.is_conditional else "g(z)"
         about = (f"The decoder {decoder} of a {self.config['model']} (latent_dim {latent_dim}, epoch "
                  f"{self.epoch}) runs in this page. {ranges} The image is p = sigmoid(g), dark where p is 1: "
                  "grey level 255·(1 − p).")
         path = path or self.path / "explore.html"
         return explore.write_explorer(model, path, codes, labels, images, center, scale,
-                                      f"tinyae explorer: {self.path.name}", about)
+                                      f"tinyae explorer: {self.path.name}", about, bounds)
 
     def final_figures(self) -> list[Path]:
         """The figures ``tinyae train`` draws at the end, TRAINING_FIGURES: reconstructions.png, samples.png
