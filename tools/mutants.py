@@ -641,8 +641,8 @@ MUTANTS += [
            CVAE),
     Mutant("cvae: a soft label rounded to its class", "tinyae/models/conditional.py",
            "            return Tensor._make(xp.asarray(data).astype(like.dtype), False, None)",
-           "            return Tensor._make(xp.eye(classes, dtype=like.dtype)[xp.asarray(data).argmax(axis=1)], "
-           "False, None)",
+           "            return Tensor._make(xp.eye(classes, dtype=like.dtype)"
+           "[xp.asarray(data).argmax(axis=1)], False, None)",
            CVAE),
     Mutant("cvae: shuffled batches keep the labels in order", "tinyae/data/batches.py",
            "labels = self.device_labels[rows] if order is None else self.device_labels[order[rows]]",

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=FIGURE_COUNT,
                         help="number of samples (default 64); with --grid, of columns (default 10)")
     which = sample.add_mutually_exclusive_group()  # the grid draws every digit
-    which.add_argument("--digit", type=validate.index(), help="cvae: draw only this digit (default: 0-9 in turn)")
+    which.add_argument("--digit", type=validate.index(),
+                       help="cvae: draw only this digit (default: 0-9 in turn)")
     which.add_argument("--grid", action="store_true",
                         help="cvae: one row per digit, the same n codes z in each row (style held, digit varied)")
     figure_command("reconstruct", "test digits and their reconstructions")

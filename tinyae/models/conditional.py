@@ -53,10 +53,12 @@ class ConditionalMixin(VariationalMixin):
         data = data if is_array(data) else np.asarray(data)  # a list: checked on the host, then moved
         xp = array_module(like.data)
         if data.ndim >= 1 and data.shape[0] != like.shape[0]:
-            raise ValueError(f"{name}: {like.shape[0]} images need {like.shape[0]} labels, got {data.shape[0]}")
+            count = like.shape[0]
+            raise ValueError(f"{name}: {count} images need {count} labels, got {data.shape[0]}")
         if data.dtype.kind == "f":
             if data.ndim != 2 or data.shape[1] != classes:
-                raise ValueError(f"{name}: float labels must be rows (N, {classes}), got shape {tuple(data.shape)}")
+                raise ValueError(f"{name}: float labels must be rows (N, {classes}), "
+                                 f"got shape {tuple(data.shape)}")
             return Tensor._make(xp.asarray(data).astype(like.dtype), False, None)
         if data.ndim != 1 or data.dtype.kind not in "iu":
             raise ValueError(f"{name}: labels must be class indices (N,) or rows (N, {classes}), "
