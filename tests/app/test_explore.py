@@ -157,6 +157,11 @@ def test_bad_runs_and_file_names_are_one_line_errors(runs, tmp_path, capsys, mon
         assert code == expected_code and fragment in err.strip().splitlines()[-1], (argv, err)
         assert "Traceback" not in err and (code == 2 or len(err.strip().splitlines()) == 1), err
     assert not page.exists()  # no page when the screenshot cannot be taken
+    monkeypatch.delenv("TINYAE_CHROMIUM")  # the screenshot's folder is missing: no page, no browser started
+    missing = tmp_path / "no" / "s.png"
+    code, out, err = outcome(["explore", runs["vae"], "--output", page, "--screenshot", missing], capsys)
+    assert code == 1 and out == "" and not page.exists() and "Traceback" not in err
+    assert err.strip() == f"tinyae explore: error: cannot write or read {missing}: No such file or directory"
 
     broken = tmp_path / "broken-chromium"
     broken.write_text("#!/bin/sh\necho 'error while loading shared libraries: libnss3.so' >&2\nexit 127\n")

@@ -13,6 +13,8 @@ examples:
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import shlex
 import sys
 import time
@@ -321,8 +323,10 @@ def command_figure(args: argparse.Namespace) -> None:
 
 
 def command_explore(args: argparse.Namespace) -> None:
-    if args.screenshot is not None:
-        browser.find_chromium()  # no page written when the screenshot cannot be taken
+    if args.screenshot is not None:  # no page written when the screenshot cannot be taken
+        if not Path(args.screenshot).parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(args.screenshot))
+        browser.find_chromium()
     path = Run.open(args.run).explorer(args.output)
     print(path)
     if args.screenshot is not None:
