@@ -156,6 +156,6 @@ def test_generated_digits_need_a_conditional_run(tmp_path):
     if BACKEND == "strict":
         pytest.skip("the command offers the numpy and cupy backends")
     assert main(["train", "--epochs", "1", "--out", str(tmp_path / "vae"), *QUICK]) == 0
-    with pytest.raises(RunError, match="holds a vae, which draws no digit on demand; generated-digit accuracy "
+    with pytest.raises(RunError, match="holds a vae run, which draws no digit on demand; generated-digit accuracy "
                                        "needs a conditional VAE"):
         Run.open(tmp_path / "vae").generated_digits()

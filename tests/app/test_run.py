@@ -199,10 +199,18 @@ def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path):
 
 
 def test_ctrl_c_saves_nothing_partial_and_prints_the_resume_command(tmp_path):
+    """Ctrl-C at a terminal sends SIGINT to a foreground tinyae. A shell without job control starts its
+    background jobs with SIGINT ignored, the child inherits that, and Python keeps an inherited ignore (the
+    test then saw all 1,000 epochs run, exit 0, when the suite ran in the background): the child is given
+    the disposition of a foreground process, Python's handler, which exec turns into the default."""
     environment = dict(os.environ, PYTHONPATH=str(ROOT), TINYAE_BACKEND="numpy")
     command = [sys.executable, "-m", "tinyae", "train", "--epochs", "1000", "--out", "run", *QUICK]
-    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / "checkpoint.npz").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

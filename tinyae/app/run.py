@@ -354,7 +354,7 @@ class Run:
         from .train import load_split  # train imports this module
 
         if not self.model.is_conditional:
-            raise RunError(f"{self.path} holds a {self.config['model']}, which draws no digit on demand; "
+            raise RunError(f"{self.path} holds a {self.config['model']} run, which draws no digit on demand; "
                            "generated-digit accuracy needs a conditional VAE (--model cvae or conv-cvae)")
         return classifier.generated_digit_report(self.model, load_split("train", self.config),
                                                  load_split("test", self.config), n, seed=self.config["seed"])
@@ -392,12 +392,12 @@ class Run:
 
         model = self.model
         if not model.is_variational:
-            raise RunError(f"{self.path} holds a {self.config['model']}, which has no prior to sample from; "
+            raise RunError(f"{self.path} holds a {self.config['model']} run, which has no prior to sample from; "
                            "sampling needs a VAE")
         if (digit is not None or grid) and not model.is_conditional:
             option = "--grid" if grid else "--digit"
             raise RunError(f"{option} needs a conditional VAE (train with --model cvae or conv-cvae); "
-                           f"{self.path} holds a {self.config['model']}, which draws no digit on demand")
+                           f"{self.path} holds a {self.config['model']} run, which draws no digit on demand")
         if digit is not None and not 0 <= digit < model.config["classes"]:
             raise RunError(f"--digit {digit} is not a class of {self.path} (0 to {model.config['classes'] - 1})")
         path = path or self.figure_path("sample")
@@ -464,7 +464,7 @@ class Run:
             raise RunError(f"the manifold needs a 2-D latent space; {self.path} has latent_dim {latent_dim} "
                            "(train with --latent-dim 2, or see tinyae embed)")
         if digit is not None and not model.is_conditional:
-            raise RunError(f"--digit needs a conditional VAE; {self.path} holds a {self.config['model']}")
+            raise RunError(f"--digit needs a conditional VAE; {self.path} holds a {self.config['model']} run")
         if model.is_conditional:
             digit = 0 if digit is None else digit
             if not 0 <= digit < model.config["classes"]:
