@@ -34,18 +34,11 @@ from ..testing import catalog as gradcheck_catalog
 from .run import Run, RunError, holds_run, is_free
 from .train import NonFiniteLossError, Trainer, check_resumable, default_config
 
-# --option → (model_config key, the models it applies to)
-MODEL_OPTIONS = {
-    "hidden": ("hidden", ("ae", "sparse-ae", "denoising-ae", "vae", "cvae")),
-    "latent_dim": ("latent_dim", tuple(MODELS)),
-    "beta": ("beta", ("vae", "conv-vae", "cvae", "conv-cvae")),
-    "likelihood": ("likelihood", ("vae", "conv-vae", "cvae", "conv-cvae")),
-    "decoder": ("decoder", ("conv-ae", "conv-vae", "conv-cvae")),
-    "sparsity": ("sparsity", ("sparse-ae",)),
-    "penalty": ("penalty", ("sparse-ae",)),
-    "noise": ("noise_level", ("denoising-ae",)),
-    "noise_type": ("noise", ("denoising-ae",)),
-}
+# --option → (model_config key, the models it applies to: those of validate.MODEL_KEYS, the one list)
+MODEL_OPTIONS = {option: (key, validate.MODEL_KEYS[key][1]) for option, key in (
+    ("hidden", "hidden"), ("latent_dim", "latent_dim"), ("beta", "beta"), ("likelihood", "likelihood"),
+    ("decoder", "decoder"), ("sparsity", "sparsity"), ("penalty", "penalty"), ("noise", "noise_level"),
+    ("noise_type", "noise"))}
 MAX_FIGURE_COUNT = 1000  # -n, --pairs, --steps, --dims, --size
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "backend", "seed", "binarize", "dataset",
                     "data_dir", "limit", "test_limit", "kl_warmup", "log_grad_norms")
