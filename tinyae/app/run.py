@@ -436,8 +436,7 @@ class Run:
         latent_dim = model.config["latent_dim"]
         spread = None
         if not model.is_variational:
-            with no_grad():
-                codes = latent_means(model, self.test_images(1000), self.test_labels(1000)).numpy()
+            codes = self.test_codes(1000)[0]
             spread = codes.mean(axis=0), codes.std(axis=0)
         images, labels = self.test_images(max(index, 0) + 1), self.test_labels(max(index, 0) + 1)
         if not 0 <= index < len(images):
