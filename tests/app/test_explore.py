@@ -140,6 +140,22 @@ def outcome(argv, capsys) -> tuple[int, str, str]:
 
 
 @ON_NUMPY
+def test_a_write_that_fails_leaves_the_old_page_whole(runs, tmp_path, capsys, monkeypatch):
+    """The page is written as page.html.tmp, fsynced and renamed: a write cut short (a full disk here; a
+    kill alike) leaves the old page as it was and no partial file."""
+    page = tmp_path / "page.html"
+    page.write_text("the old page")
+
+    def full_disk(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full_disk)
+    code, _, err = outcome(["explore", runs["vae"], "--output", page], capsys)
+    assert code == 1 and "No space left on device" in err and err.count("\n") == 1
+    assert page.read_text() == "the old page" and sorted(path.name for path in tmp_path.iterdir()) == ["page.html"]
+
+
+@ON_NUMPY
 def test_bad_runs_and_file_names_are_one_line_errors(runs, tmp_path, capsys, monkeypatch):
     Run.create(tmp_path / "fresh", Run.open(runs["vae"]).config)  # a run killed before its first epoch
     monkeypatch.setenv("TINYAE_CHROMIUM", str(tmp_path / "no-chromium"))

@@ -10,7 +10,7 @@ session; a page answers in the session that ``Target.attachToTarget`` (flatten) 
         browser.open(Path("page.html"))     # waits for the load event
         browser.evaluate("document.title")  # a JSON value
         browser.errors                      # console errors and uncaught exceptions, one line each
-        browser.screenshot(Path("page.png"))
+        browser.screenshot()                # PNG bytes
 
 The browser is ``$TINYAE_CHROMIUM`` or the first of ``chromium``, ``chromium-browser``, ``google-chrome``,
 ``google-chrome-stable`` on the PATH; it runs in a temporary profile, with ``--no-sandbox`` only as root
@@ -219,13 +219,10 @@ class Browser:
                  "button": "left" if buttons else "none"}
         self.send("Input.dispatchMouseEvent", event, session=self._session)
 
-    def screenshot(self, path: Path | None = None) -> bytes:
-        """A PNG of the page's viewport (written to ``path`` too if given)."""
+    def screenshot(self) -> bytes:
+        """A PNG of the page's viewport."""
         shot = self.send("Page.captureScreenshot", {"format": "png"}, session=self._session)
-        data = base64.b64decode(shot["data"])
-        if path is not None:
-            Path(path).write_bytes(data)
-        return data
+        return base64.b64decode(shot["data"])
 
     # Closing -------------------------------------------------------------------------------------------
     def close(self) -> None:

@@ -31,7 +31,7 @@ from ..data import DataError, DataNotFoundError
 from ..models import MODELS
 from ..nn.module import StateDictError
 from ..testing import catalog as gradcheck_catalog
-from .run import Run, RunError, holds_run, is_free
+from .run import Run, RunError, holds_run, is_free, write_atomically
 from .train import NonFiniteLossError, Trainer, check_resumable, default_config
 
 # --option → (model_config key, the models it applies to: those of validate.MODEL_KEYS, the one list)
@@ -327,7 +327,7 @@ def command_explore(args: argparse.Namespace) -> None:
             chromium.open(path)
             if chromium.errors:
                 raise browser.BrowserError(f"the page {path} reports errors: {'; '.join(chromium.errors)}")
-            chromium.screenshot(args.screenshot)
+            write_atomically(Path(args.screenshot), chromium.screenshot())
         print(args.screenshot)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import Tensor
+from .run import write_atomically
 
 SCALE = 10  # screen pixels per image pixel on the page's large canvas
 RANGE = 3.0  # the sliders span center ± RANGE·scale of each latent dimension
@@ -136,7 +137,7 @@ def write_explorer(model, path: Path | str, codes: np.ndarray, labels: np.ndarra
     script_safe = json.dumps(data).replace("</", "<\\/")  # no "</script>" can end the script early
     page = PAGE.replace("__TITLE__", html.escape(title)).replace("__DATA__", script_safe)
     path = Path(path)
-    path.write_text(page, encoding="utf-8")
+    write_atomically(path, page.encode("utf-8"))  # a kill leaves the old page or the new, never half
     return path
 
 

@@ -83,9 +83,10 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_atomically(path: Path, data: bytes, point: str) -> None:
+def write_atomically(path: Path, data: bytes, point: str | None = None) -> None:
     """Write ``path`` as ``path.tmp``, fsync it, rename it over ``path`` and fsync the folder: a kill at any
-    moment leaves the old file or the new one (and perhaps a stale .tmp), never a partial file."""
+    moment leaves the old file or the new one (and perhaps a stale .tmp), never a partial file. ``point``:
+    the test hook's name for the moment before the rename (``kill_point``), if any."""
     temporary = path.with_name(path.name + ".tmp")
     try:
         with open(temporary, "wb") as file:
@@ -95,7 +96,8 @@ def write_atomically(path: Path, data: bytes, point: str) -> None:
     except OSError as error:  # a full disk, a read-only folder: name the file meant, leave no partial copy
         temporary.unlink(missing_ok=True)
         raise OSError(error.errno, error.strerror, str(path)) from None
-    kill_point(point)
+    if point is not None:
+        kill_point(point)
     os.replace(temporary, path)
     fsync_folder(path.parent)
 
